@@ -1,0 +1,200 @@
+"""`sparse-expert kb ...`: compile RDF into a knowledge base, inspect it, look up aliases.
+
+Thin wrappers over `spacy_sparse_expert.kb.compile.import_rdf` and `KnowledgeBase`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import SparseExpertError
+
+app = typer.Typer(help="Compile RDF knowledge graphs into a KB directory and inspect it.", no_args_is_help=True)
+
+PREFIXES = {
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "schema": "http://schema.org/",
+    "foaf": "http://xmlns.com/foaf/0.1/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "dcterms": "http://purl.org/dc/terms/",
+    "wdt": "http://www.wikidata.org/prop/direct/",
+}
+
+
+def expand_iri(value: str) -> str:
+    """`rdfs:label` -> full IRI for the prefixes in PREFIXES; `<...>` brackets dropped."""
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        return value[1:-1]
+    prefix, sep, local = value.partition(":")
+    if sep and prefix in PREFIXES and not local.startswith("//"):
+        return PREFIXES[prefix] + local
+    return value
+
+
+def _fail(err: Exception) -> None:
+    Console(stderr=True).print(Text(str(err), style="bold red"))
+    raise typer.Exit(code=1)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} triples/s" if speed else "", style="cyan")
+
+
+@app.command("import")
+def import_cmd(
+    sources: Annotated[Optional[list[Path]], typer.Argument(
+        help="RDF files (.ttl .nt .nq .trig .jsonld .rdf/.owl/.xml .n3, optionally .gz/.bz2/.xz), "
+             "directories of them, or Oxigraph store directories.", show_default=False)] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="KB directory to write (replaced atomically).")] = ...,
+    fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Format of every file, overriding extensions: "
+                                               "turtle, n-triples, n-quads, trig, json-ld, rdf/xml, n3.")] = None,
+    sparql: Annotated[Optional[str], typer.Option("--sparql", help="SPARQL endpoint URL to read with CONSTRUCT.")] = None,
+    query: Annotated[Optional[Path], typer.Option("--query", help="File with the CONSTRUCT query for --sparql.")] = None,
+    label_predicate: Annotated[Optional[list[str]], typer.Option(
+        "--label-predicate", help="Label predicate IRI or prefixed name (repeatable). Default: rdfs:label, "
+                                  "skos:prefLabel, skos:altLabel, schema:name, foaf:name.")] = None,
+    language: Annotated[Optional[list[str]], typer.Option(
+        "--language", help="Label language (repeatable; 'en' also matches en-GB; '*' = any). Untagged "
+                           "labels are always kept. Default: en.")] = None,
+    type_predicate: Annotated[str, typer.Option("--type-predicate", help="Predicate giving an entity's class.")] = "rdf:type",
+    subclass_predicate: Annotated[str, typer.Option("--subclass-predicate",
+                                                    help="Predicate of the class hierarchy (closure is taken).")] = "rdfs:subClassOf",
+    relation: Annotated[Optional[list[str]], typer.Option(
+        "--relation", help="Relation predicate to keep (repeatable). Default: every predicate between entities.")] = None,
+    base: Annotated[Optional[str], typer.Option("--base", help="Base IRI for relative IRIs.")] = None,
+    max_candidates: Annotated[int, typer.Option("--max-candidates", min=1, help="Most entities kept per alias.")] = 30,
+    timeout: Annotated[float, typer.Option("--timeout", help="SPARQL request timeout in seconds.")] = 60.0,
+    engine: Annotated[str, typer.Option("--engine", help="Parser: oxigraph (fast) or rdflib.")] = "oxigraph",
+    graph_engine: Annotated[str, typer.Option("--graph-engine", help="Graph features: fast or networkx.")] = "fast",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+) -> None:
+    """Compile RDF sources into a knowledge base directory.
+
+    Entities are IRIs with a label (in the chosen languages or untagged) that are not
+    classes (objects of rdf:type, in rdfs:subClassOf) or properties. Nothing is written
+    unless the whole import succeeds; a previous KB at --output stays until the new one
+    is complete.
+    """
+    from ..kb.compile import DEFAULT_LABEL_PREDICATES, import_rdf
+
+    options: dict[str, Any] = {
+        "label_predicates": tuple(expand_iri(p) for p in label_predicate) if label_predicate else DEFAULT_LABEL_PREDICATES,
+        "languages": tuple(language) if language else ("en",),
+        "type_predicate": expand_iri(type_predicate),
+        "subclass_predicate": expand_iri(subclass_predicate),
+        "relations": tuple(expand_iri(r) for r in relation) if relation else None,
+        "base": base, "format": fmt, "max_candidates": max_candidates, "timeout": timeout,
+        "engine": engine, "graph_engine": graph_engine,
+    }
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        query_text = query.read_text(encoding="utf8") if query else None
+    except OSError as err:
+        _fail(err)
+    start = time.perf_counter()
+    with Progress(SpinnerColumn(), TextColumn("[bold]Importing RDF"), TextColumn("{task.completed:>12,.0f} triples"),
+                  _RateColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("import", total=None)
+        try:
+            kb = import_rdf(sources or [], output, sparql=sparql, query=query_text,
+                            progress=lambda n: progress.update(task, completed=n), **options)
+        except SparseExpertError as err:
+            progress.stop()
+            _fail(err)
+    elapsed = time.perf_counter() - start
+    counts, timing = kb.meta["counts"], kb.meta["timing"]
+    table = Table(title=f"Knowledge base written to {output}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key in ("triples", "entities", "aliases", "alias_links", "types", "type_links", "predicates", "relations"):
+        table.add_row(key.replace("_", " "), f"{counts[key]:,}")
+    table.add_row("parse", f"{timing['parse_seconds']:.2f} s ({timing['triples_per_second']:,} triples/s)")
+    table.add_row("total", f"{elapsed:.2f} s")
+    console.print(table)
+
+
+@app.command("info")
+def info_cmd(
+    kb_dir: Annotated[Path, typer.Argument(help="A KB directory.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print meta.json as JSON.")] = False,
+) -> None:
+    """Show what a KB directory holds: counts, sources, options."""
+    from ..kb.knowledge_base import KnowledgeBase
+
+    try:
+        kb = KnowledgeBase.from_disk(kb_dir)
+    except SparseExpertError as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(kb.meta, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    table = Table(title=f"Knowledge base {kb_dir}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("format version", str(kb.meta.get("format_version")))
+    table.add_row("created by", str(kb.meta.get("created_by", "?")))
+    for key, value in kb.meta.get("counts", {}).items():
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    for source in kb.meta.get("sources", []):
+        where = source.get("path") or source.get("url")
+        extra = f" sha256 {source['sha256'][:12]}..." if "sha256" in source else ""
+        table.add_row(f"source ({source['kind']})", f"{where}{extra}")
+    table.add_row("graph features", ", ".join(kb.feature_names))
+    table.add_row("languages", ", ".join(kb.meta.get("options", {}).get("languages", [])))
+    console.print(table)
+
+
+@app.command("lookup")
+def lookup_cmd(
+    kb_dir: Annotated[Path, typer.Argument(help="A KB directory.", show_default=False)],
+    text: Annotated[str, typer.Argument(help="Alias to look up (normalised as the KB does), or an entity IRI.",
+                                        show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the candidates as JSON.")] = False,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most candidates shown.")] = 10,
+) -> None:
+    """List the entities TEXT may refer to: IRI, label, types, prior, graph features."""
+    from ..kb.knowledge_base import KnowledgeBase
+
+    try:
+        kb = KnowledgeBase.from_disk(kb_dir)
+    except SparseExpertError as err:
+        _fail(err)
+    if text in kb:
+        found = [(kb.entity_id(text), 1.0)]
+    else:
+        found = [(c.entity_id, c.prior) for c in kb.candidates(text)]
+    rows = [{**kb.describe(e), "prior": round(prior, 6)} for e, prior in found[:limit]]
+    if as_json:
+        typer.echo(json.dumps({"query": text, "candidates": rows}, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    if not rows:
+        console.print(f"No entity has the alias {text!r}.")
+        return
+    table = Table(title=f"Candidates for {text!r}")
+    for col in ("prior", "label", "IRI", "types", "degree", "pagerank"):
+        table.add_column(col)
+    for row in rows:
+        feats = row["graph_features"]
+        table.add_row(f"{row['prior']:.3f}", row["label"], row["iri"], ", ".join(_short(t) for t in row["types"]),
+                      f"{feats.get('degree', 0):.0f}", f"{feats.get('pagerank', 0):.2e}")
+    console.print(table)
+
+
+def _short(iri: str) -> str:
+    return iri.rstrip("/#").rsplit("/", 1)[-1].rsplit("#", 1)[-1]

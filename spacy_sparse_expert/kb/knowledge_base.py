@@ -1,0 +1,310 @@
+"""The compiled knowledge base: read-only tables and arrays, and lookups over them.
+
+Ids are dense ints: entity ids index ``kb.entities``, type ids ``kb.types``, predicate ids
+``kb.predicates``, alias ids ``kb.aliases``. Per-entity lists (types, relations) and
+per-alias candidate lists are CSR arrays (``*_indptr`` + values), so a lookup is two
+slices and the whole KB is a handful of numpy arrays plus string tables.
+
+Build one with :func:`spacy_sparse_expert.kb.compile.import_rdf` (to a directory) or
+:meth:`KnowledgeBase.from_rdf` (in memory); load with :meth:`KnowledgeBase.from_disk`.
+"""
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from ..errors import Errors, KBFormatError
+from . import storage
+from .graph_features import normalize_features
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
+
+
+def normalize_alias(text: str) -> str:
+    """The key under which an alias is stored and looked up.
+
+    NFKC (so full-width and compatibility forms match), whitespace runs collapsed to one
+    space, then ``str.lower`` -- the same lowercasing spaCy's ``LOWER`` attribute uses, so
+    a PhraseMatcher on ``LOWER`` sees exactly these strings.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+class Candidate(NamedTuple):
+    """One entity an alias may refer to."""
+
+    entity_id: int
+    iri: str
+    label: str
+    prior: float  # P(entity | alias), summing to 1 over the alias's candidates
+
+
+# Arrays every KB holds (name -> dtype); `__init__` checks presence and dtypes.
+ARRAY_DTYPES: dict[str, type] = {
+    "alias_indptr": np.int64,        # (n_aliases + 1,)
+    "alias_entities": np.int32,      # (n_alias_links,)   candidate entity ids, prior desc
+    "alias_priors": np.float32,      # (n_alias_links,)
+    "type_indptr": np.int64,         # (n_entities + 1,)
+    "type_ids": np.int32,            # (n_type_links,)    closure over rdfs:subClassOf
+    "type_direct": np.bool_,         # (n_type_links,)    asserted, not inferred
+    "relation_indptr": np.int64,     # (n_entities + 1,)
+    "relation_predicates": np.int32, # (n_relations,)     outgoing edges, sorted
+    "relation_objects": np.int32,    # (n_relations,)
+    "graph_features": np.float32,    # (n_entities, n_features) raw values
+}
+TABLE_NAMES = ("entities", "labels", "types", "type_labels", "predicates", "aliases",
+               "alias_surfaces", "feature_names")
+
+
+class KnowledgeBase:
+    """A compiled knowledge base: entities, aliases, types, relations, graph features.
+
+    entities (List[str]): entity IRIs; the index is the entity id.
+    labels (List[str]): preferred label per entity (original case).
+    types (List[str]): class IRIs; the index is the type id.
+    predicates (List[str]): relation predicate IRIs; the index is the predicate id.
+    aliases (List[str]): normalised alias strings (see `normalize_alias`).
+    alias_surfaces (List[str]): one original-case form per alias, for display and for
+        capitalisation checks in linkers.
+    feature_names (List[str]): names of the graph feature columns.
+    meta (dict): the content of meta.json (format version, sources, options, counts).
+    """
+
+    def __init__(self, *, tables: Mapping[str, Sequence[str]], arrays: Mapping[str, np.ndarray],
+                 meta: Mapping[str, Any] | None = None) -> None:
+        for name in TABLE_NAMES:
+            if name not in tables:
+                raise ValueError(f"KnowledgeBase: table {name!r} missing")
+        for name, dtype in ARRAY_DTYPES.items():
+            if name not in arrays:
+                raise ValueError(f"KnowledgeBase: array {name!r} missing")
+        self.entities: list[str] = list(tables["entities"])
+        self.labels: list[str] = list(tables["labels"])
+        self.types: list[str] = list(tables["types"])
+        self.type_labels: list[str] = list(tables["type_labels"])
+        self.predicates: list[str] = list(tables["predicates"])
+        self.aliases: list[str] = list(tables["aliases"])
+        self.alias_surfaces: list[str] = list(tables["alias_surfaces"])
+        self.feature_names: list[str] = list(tables["feature_names"])
+        self._arrays: dict[str, np.ndarray] = {
+            name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in ARRAY_DTYPES.items()
+        }
+        for array in self._arrays.values():
+            array.setflags(write=False)
+        self.meta: dict[str, Any] = dict(meta or {})
+        self._entity_index = {iri: i for i, iri in enumerate(self.entities)}
+        self._alias_index = {alias: i for i, alias in enumerate(self.aliases)}
+        self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
+        self._features.setflags(write=False)
+
+    # --- sizes -------------------------------------------------------------------------
+
+    @property
+    def n_entities(self) -> int:
+        return len(self.entities)
+
+    @property
+    def n_types(self) -> int:
+        return len(self.types)
+
+    @property
+    def n_predicates(self) -> int:
+        return len(self.predicates)
+
+    @property
+    def n_aliases(self) -> int:
+        return len(self.aliases)
+
+    @property
+    def n_relations(self) -> int:
+        return int(self._arrays["relation_objects"].shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def __len__(self) -> int:
+        return self.n_entities
+
+    def __contains__(self, iri: object) -> bool:
+        return iri in self._entity_index
+
+    def __repr__(self) -> str:
+        return (f"<KnowledgeBase entities={self.n_entities} aliases={self.n_aliases} "
+                f"types={self.n_types} predicates={self.n_predicates} relations={self.n_relations}>")
+
+    # --- entities ----------------------------------------------------------------------
+
+    def entity_id(self, iri: str) -> int:
+        """The id of entity `iri`. Raises KeyError (E011) if it is not in the KB."""
+        try:
+            return self._entity_index[iri]
+        except KeyError:
+            raise KeyError(Errors.E011.format(iri=iri)) from None
+
+    def get_entity_id(self, iri: str) -> int | None:
+        """The id of entity `iri`, or None."""
+        return self._entity_index.get(iri)
+
+    def iri(self, entity_id: int) -> str:
+        return self.entities[self._check(entity_id, self.n_entities, "entities")]
+
+    def label(self, entity_id: int) -> str:
+        return self.labels[self._check(entity_id, self.n_entities, "entities")]
+
+    # --- aliases -----------------------------------------------------------------------
+
+    def alias_id(self, text: str) -> int | None:
+        """The alias id of `text` after normalisation, or None if no entity has it."""
+        return self._alias_index.get(normalize_alias(text))
+
+    def alias_candidates(self, alias_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(entity ids int32, priors float32) of alias `alias_id`, highest prior first."""
+        i = self._check(alias_id, self.n_aliases, "aliases")
+        start, end = self._arrays["alias_indptr"][i : i + 2]
+        return self._arrays["alias_entities"][start:end], self._arrays["alias_priors"][start:end]
+
+    def candidates(self, text: str) -> list[Candidate]:
+        """Entities `text` may refer to, highest prior first (empty if no alias matches).
+
+        text (str): the mention; normalised with `normalize_alias` before lookup.
+        RETURNS (List[Candidate]): entity id, IRI, label and prior of each candidate.
+        """
+        alias_id = self.alias_id(text)
+        if alias_id is None:
+            return []
+        ids, priors = self.alias_candidates(alias_id)
+        return [Candidate(int(e), self.entities[e], self.labels[e], float(p)) for e, p in zip(ids, priors)]
+
+    def alias_table(self) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield (normalised alias, entity ids, priors) for every alias."""
+        indptr = self._arrays["alias_indptr"]
+        ents, priors = self._arrays["alias_entities"], self._arrays["alias_priors"]
+        for i, alias in enumerate(self.aliases):
+            yield alias, ents[indptr[i] : indptr[i + 1]], priors[indptr[i] : indptr[i + 1]]
+
+    # --- types, relations, graph features ----------------------------------------------
+
+    def types_of(self, entity_id: int, *, direct_only: bool = False) -> np.ndarray:
+        """Type ids of an entity (int32), including superclasses unless `direct_only`."""
+        i = self._check(entity_id, self.n_entities, "entities")
+        start, end = self._arrays["type_indptr"][i : i + 2]
+        ids = self._arrays["type_ids"][start:end]
+        return ids[self._arrays["type_direct"][start:end]] if direct_only else ids
+
+    def type_iris_of(self, entity_id: int, *, direct_only: bool = False) -> list[str]:
+        return [self.types[t] for t in self.types_of(entity_id, direct_only=direct_only)]
+
+    def relations_of(self, entity_id: int) -> np.ndarray:
+        """Outgoing relations of an entity: int32 array (n, 2) of (predicate id, object entity id)."""
+        i = self._check(entity_id, self.n_entities, "entities")
+        start, end = self._arrays["relation_indptr"][i : i + 2]
+        return np.stack([self._arrays["relation_predicates"][start:end],
+                         self._arrays["relation_objects"][start:end]], axis=1)
+
+    def graph_features(self, entity_id: int) -> np.ndarray:
+        """Normalised graph features of an entity: float32 (n_features,), each in [0, 1]."""
+        return self._features[self._check(entity_id, self.n_entities, "entities")]
+
+    @property
+    def feature_matrix(self) -> np.ndarray:
+        """Normalised graph features of all entities: float32 (n_entities, n_features) in [0, 1]."""
+        return self._features
+
+    @property
+    def raw_graph_features(self) -> np.ndarray:
+        """Graph features as computed (degrees as counts, PageRank summing to 1, ...)."""
+        return self._arrays["graph_features"]
+
+    def array(self, name: str) -> np.ndarray:
+        """One of the raw CSR arrays (read-only), e.g. "type_indptr", "type_ids"."""
+        return self._arrays[name]
+
+    def graph(self) -> nx.MultiDiGraph:
+        """The relation graph over entity ids, rebuilt from the arrays (never stored).
+
+        Edges carry `predicate` (the predicate id) as their key and attribute.
+        """
+        import networkx as nx
+
+        graph = nx.MultiDiGraph()
+        graph.add_nodes_from(range(self.n_entities))
+        indptr = self._arrays["relation_indptr"]
+        subjects = np.repeat(np.arange(self.n_entities), np.diff(indptr))
+        graph.add_edges_from(
+            (int(s), int(o), int(p), {"predicate": int(p)})
+            for s, p, o in zip(subjects, self._arrays["relation_predicates"], self._arrays["relation_objects"])
+        )
+        return graph
+
+    def describe(self, entity_id: int) -> dict[str, Any]:
+        """A JSON-ready summary of one entity (used by `sparse-expert kb lookup`)."""
+        i = self._check(entity_id, self.n_entities, "entities")
+        raw = self._arrays["graph_features"][i]
+        return {
+            "id": i,
+            "iri": self.entities[i],
+            "label": self.labels[i],
+            "types": self.type_iris_of(i, direct_only=True),
+            "all_types": self.type_iris_of(i),
+            "n_relations": int(self.relations_of(i).shape[0]),
+            "graph_features": {name: float(v) for name, v in zip(self.feature_names, raw)},
+        }
+
+    # --- construction and serialisation ------------------------------------------------
+
+    @classmethod
+    def from_rdf(cls, sources: Sequence[str | Path], **options: Any) -> KnowledgeBase:
+        """Compile RDF sources into a KB in memory (nothing written).
+
+        sources (Sequence[str | Path]): files, directories, Oxigraph store directories.
+        options: as for `spacy_sparse_expert.kb.compile.compile_kb`.
+        RETURNS (KnowledgeBase): the compiled KB.
+        """
+        from .compile import compile_kb
+
+        return compile_kb(sources, **options)
+
+    def _parts(self) -> tuple[dict[str, Any], storage.Tables, storage.Arrays]:
+        tables = {name: list(getattr(self, name)) for name in TABLE_NAMES}
+        return self.meta, tables, dict(self._arrays)
+
+    def to_disk(self, path: str | Path) -> None:
+        """Write the KB to directory `path` (created if needed; existing KB files replaced)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        storage.write_parts(path, *self._parts())
+
+    @classmethod
+    def from_disk(cls, path: str | Path) -> KnowledgeBase:
+        """Load a KB directory. Raises KBFormatError (E009/E010) if it is not one."""
+        meta, tables, arrays = storage.read_parts(Path(path))
+        return cls._from_parts(meta, tables, arrays, Path(path))
+
+    def to_bytes(self) -> bytes:
+        return storage.parts_to_bytes(*self._parts())
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> KnowledgeBase:
+        meta, tables, arrays = storage.parts_from_bytes(data)
+        return cls._from_parts(meta, tables, arrays, "<bytes>")
+
+    @classmethod
+    def _from_parts(cls, meta: dict[str, Any], tables: storage.Tables, arrays: storage.Arrays,
+                    where: Path | str) -> KnowledgeBase:
+        try:
+            return cls(tables=tables, arrays=arrays, meta=meta)
+        except (ValueError, TypeError) as err:
+            raise KBFormatError(Errors.E009.format(path=where, reason=str(err))) from err
+
+    @staticmethod
+    def _check(index: int, count: int, kind: str) -> int:
+        index = int(index)
+        if not 0 <= index < count:
+            raise IndexError(Errors.E016.format(index=index, count=count, kind=kind))
+        return index
