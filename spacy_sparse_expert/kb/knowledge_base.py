@@ -181,6 +181,15 @@ class KnowledgeBase:
         ids, priors = self.alias_candidates(alias_id)
         return [Candidate(int(e), self.entities[e], self.labels[e], float(p)) for e, p in zip(ids, priors)]
 
+    def lookup(self, text: str) -> list[dict[str, Any]]:
+        """Candidates for a mention with everything a caller needs to judge them.
+
+        text (str): the mention, e.g. "Tony Blair"; normalised before lookup.
+        RETURNS (List[dict]): per candidate, highest prior first: `prior` plus the fields of
+            `describe` (IRI, label, direct and inferred types, graph features).
+        """
+        return [{"prior": c.prior, **self.describe(c.entity_id)} for c in self.candidates(text)]
+
     def alias_table(self) -> Iterable[tuple[str, np.ndarray, np.ndarray]]:
         """Yield (normalised alias, entity ids, priors) for every alias."""
         indptr = self._arrays["alias_indptr"]
@@ -255,6 +264,15 @@ class KnowledgeBase:
             "n_relations": int(self.relations_of(i).shape[0]),
             "graph_features": {name: float(v) for name, v in zip(self.feature_names, raw)},
         }
+
+    def entity(self, iri: str) -> dict[str, Any]:
+        """One entity by IRI: `describe` plus its relations as (predicate IRI, object IRI).
+
+        Raises KeyError (E011) if `iri` is not an entity of this KB.
+        """
+        i = self.entity_id(iri)
+        relations = [(self.predicates[p], self.entities[o]) for p, o in self.relations_of(i)]
+        return {**self.describe(i), "relations": relations}
 
     # --- construction and serialisation ------------------------------------------------
 

@@ -193,3 +193,26 @@ def test_graph_features_of_an_empty_graph() -> None:
     assert feats[:, names.index("pagerank")] == pytest.approx([1 / 3] * 3)
     with pytest.raises(ValueError, match="graph engine"):
         compute_graph_features(3, np.array([0]), np.array([1]), engine="igraph")
+
+
+def test_lookup_and_entity(tmp_path):
+    from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
+
+    ttl = tmp_path / "g.ttl"
+    ttl.write_text(
+        "@prefix ex: <http://example.org/> .\n"
+        "@prefix rdfs: <http://www.w3.org/2000/01/rdf-schema#> .\n"
+        "ex:Politician rdfs:subClassOf ex:Person .\n"
+        'ex:blair a ex:Politician ; rdfs:label "Tony Blair"@en ; ex:memberOf ex:labour .\n'
+        'ex:labour rdfs:label "Labour Party"@en .\n',
+        encoding="utf8",
+    )
+    kb = KnowledgeBase.from_rdf([ttl])
+    (hit,) = kb.lookup("tony  BLAIR")
+    assert hit["iri"] == "http://example.org/blair" and hit["prior"] == 1.0
+    assert set(hit["all_types"]) == {"http://example.org/Politician", "http://example.org/Person"}
+    record = kb.entity("http://example.org/blair")
+    assert record["relations"] == [("http://example.org/memberOf", "http://example.org/labour")]
+    assert kb.lookup("Gordon Brown") == []
+    with pytest.raises(KeyError, match="SSE-E011"):
+        kb.entity("http://example.org/nobody")
