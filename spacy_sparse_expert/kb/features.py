@@ -1,0 +1,281 @@
+"""Per-token knowledge features of a Doc: linked KB entities and rule hits turned into
+sparse ids, dense features and router / label biases (the DocKnowledge the classifier
+consumes).
+
+Id space of `KnowledgeFeaturizer.n_ids`, in this order:
+
+    [0, n_types)                         KB types (closure over rdfs:subClassOf)
+    [n_types, +n_predicates)             predicates of the entity's outgoing relations
+    [.., +n_rules)                       rules that hit the token
+    last N_FLAGS ids                     flags: linked, begins a link, ambiguous link (the alias
+                                         has several candidates), link written in lowercase (a
+                                         concept such as "film", often a generic word), rule hit
+
+Importing this module registers the Doc/Span extensions (once; re-import is harmless).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+from spacy.tokens import Doc, Span
+from spacy.vocab import Vocab
+
+from .linker import AliasLinker, LinkerConfig, LinkResult, entity_arrays, get_linker
+from .rule_matcher import RuleHits, RuleMatcher, csr_gather
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .knowledge_base import KnowledgeBase
+    from .rules import RuleSet
+
+FLAG_NAMES: Tuple[str, ...] = ("flag:linked", "flag:link_begin", "flag:ambiguous", "flag:lowercase_link", "flag:rule")
+N_FLAGS = len(FLAG_NAMES)
+_LINKED, _BEGIN, _AMBIGUOUS, _LOWERCASE, _RULE = range(N_FLAGS)
+DENSE_TAIL: Tuple[str, ...] = ("is_linked", "link_prior")
+
+
+def _register_extensions() -> None:
+    for name in ("kb_entities", "rule_hits"):
+        if not Doc.has_extension(name):
+            Doc.set_extension(name, default=None)
+    for name in ("kb_iri", "kb_types", "kb_prior"):
+        if not Span.has_extension(name):
+            Span.set_extension(name, default=None)
+
+
+_register_extensions()
+
+
+class DocKnowledge(NamedTuple):
+    """Knowledge features of one doc (n = number of tokens).
+
+    ids_indptr (np.int64, (n + 1,)) and ids (np.int64, (nnz,)): per-token sparse ids in
+        CSR form, sorted and unique within a token.
+    dense (np.float32, (n, n_dense)): KB graph features of the linked entity, then
+        is_linked and link_prior; zeros for unlinked tokens.
+    expert_bias (np.float32, (n, n_experts)): sum of weight * experts of the rules that
+        cover the token.
+    label_bias (np.float32, (n_labels,)): sum over the doc's rule hits of weight * labels.
+    linked (np.bool_, (n,)): token inside a linked span or a rule match.
+    """
+
+    ids_indptr: np.ndarray
+    ids: np.ndarray
+    dense: np.ndarray
+    expert_bias: np.ndarray
+    label_bias: np.ndarray
+    linked: np.ndarray
+
+
+class KnowledgeFeaturizer:
+    """Turn Docs into DocKnowledge: link aliases of `kb`, match `rules`, assemble arrays.
+
+    vocab (Vocab): the pipeline's vocab (docs must share it).
+    kb (Optional[KnowledgeBase]): the compiled KB; None disables linking.
+    rules (Optional[RuleSet]): the rules; None disables rule hits.
+    labels (Sequence[str]): the classifier's labels (columns of label_bias).
+    n_experts (int): number of experts (columns of expert_bias).
+    linker_config (Optional[LinkerConfig]): linker thresholds (defaults if None).
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        kb: Optional["KnowledgeBase"],
+        rules: Optional["RuleSet"],
+        *,
+        labels: Sequence[str],
+        n_experts: int,
+        linker_config: Optional[LinkerConfig] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.kb = kb
+        self.rules = rules
+        self.labels: Tuple[str, ...] = tuple(labels)
+        self.n_experts = int(n_experts)
+        self.n_types = kb.n_types if kb is not None else 0
+        self.n_predicates = kb.n_predicates if kb is not None else 0
+        self.n_features = kb.n_features if kb is not None else 0
+        self.linker: Optional[AliasLinker] = get_linker(vocab, kb, linker_config) if kb is not None else None
+        self.rule_matcher: Optional[RuleMatcher] = (
+            RuleMatcher(vocab, rules, kb, labels=self.labels, n_experts=self.n_experts)
+            if rules is not None and len(rules) > 0 else None
+        )
+        self.n_rules = len(self.rule_matcher) if self.rule_matcher is not None else 0
+        self._rule_offset = self.n_types + self.n_predicates
+        self._flag_offset = self._rule_offset + self.n_rules
+        self._arrays = entity_arrays(kb) if kb is not None else None
+        self._types_cache: Dict[int, Tuple[str, ...]] = {}
+
+    @property
+    def n_ids(self) -> int:
+        """Size of the sparse id space: types + predicates + rules + flags."""
+        return self._flag_offset + N_FLAGS
+
+    @property
+    def n_dense(self) -> int:
+        """Dense features per token: KB graph features + [is_linked, link_prior]."""
+        return self.n_features + len(DENSE_TAIL)
+
+    def id_name(self, i: int) -> str:
+        """Human-readable name of sparse id `i` (type / predicate IRI, rule id, flag)."""
+        if not 0 <= i < self.n_ids:
+            raise IndexError(f"knowledge id {i} out of range [0, {self.n_ids})")
+        if i < self.n_types:
+            return "type:" + self.kb.types[i]  # type: ignore[union-attr]
+        if i < self._rule_offset:
+            return "predicate:" + self.kb.predicates[i - self.n_types]  # type: ignore[union-attr]
+        if i < self._flag_offset:
+            return "rule:" + self.rule_matcher.ids[i - self._rule_offset]  # type: ignore[union-attr]
+        return FLAG_NAMES[i - self._flag_offset]
+
+    def pipe(self, docs: Iterable[Doc]) -> List[DocKnowledge]:
+        """Featurize many docs (the matchers are built once and reused)."""
+        return [self(doc) for doc in docs]
+
+    def __call__(self, doc: Doc) -> DocKnowledge:
+        """Featurize one doc; sets doc._.kb_entities, doc._.rule_hits and the Span
+        extensions kb_iri, kb_types, kb_prior of the linked spans."""
+        n = len(doc)
+        link = self.linker(doc) if self.linker is not None and n else LinkResult.empty()
+        self._annotate_links(doc, link)
+        hits = self._rule_hits(doc, link)
+        doc._.rule_hits = [
+            (self.rule_matcher.ids[r], int(s), int(e))  # type: ignore[union-attr]
+            for r, s, e in zip(hits.rules.tolist(), hits.starts.tolist(), hits.ends.tolist())
+        ]
+        return self._assemble(n, link, hits)
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _annotate_links(self, doc: Doc, link: LinkResult) -> None:
+        kb = self.kb
+        spans: List[Span] = []
+        if kb is not None and len(link.entities):
+            for start, end, ent, prior in zip(
+                link.starts.tolist(), link.ends.tolist(), link.entities.tolist(), link.priors.tolist()
+            ):
+                iri = kb.entities[ent]
+                span = Span(doc, start, end, label="KB_ENTITY", kb_id=iri)
+                ext = span._
+                ext.kb_iri = iri
+                ext.kb_types = self._type_iris(ent)
+                ext.kb_prior = prior
+                spans.append(span)
+        doc._.kb_entities = spans
+
+    def _type_iris(self, ent: int) -> Tuple[str, ...]:
+        """Type IRIs of an entity, superclasses included (cached: spans share tuples)."""
+        got = self._types_cache.get(ent)
+        if got is None:
+            a = self._arrays
+            assert a is not None and self.kb is not None
+            types = self.kb.types
+            got = tuple(types[t] for t in a.types[a.types_indptr[ent] : a.types_indptr[ent + 1]].tolist())
+            self._types_cache[ent] = got
+        return got
+
+    def _rule_hits(self, doc: Doc, link: LinkResult) -> RuleHits:
+        rm = self.rule_matcher
+        if rm is None or not len(doc):
+            z = np.zeros((0,), dtype=np.int64)
+            return RuleHits(z, z.copy(), z.copy())
+        tok = rm.token_hits(doc)
+        ent = rm.entity_hits(link.entities, link.starts, link.ends)
+        if not len(ent):
+            return tok
+        if not len(tok):
+            return ent
+        return RuleHits(
+            np.concatenate([tok.rules, ent.rules]),
+            np.concatenate([tok.starts, ent.starts]),
+            np.concatenate([tok.ends, ent.ends]),
+        )
+
+    def _assemble(self, n: int, link: LinkResult, hits: RuleHits) -> DocKnowledge:
+        n_ids = self.n_ids
+        dense = np.zeros((n, self.n_dense), dtype=np.float32)
+        expert_bias = np.zeros((n, self.n_experts), dtype=np.float32)
+        label_bias = np.zeros((len(self.labels),), dtype=np.float32)
+        linked = np.zeros((n,), dtype=np.bool_)
+        tok_parts: List[np.ndarray] = []
+        id_parts: List[np.ndarray] = []
+        f0 = self._flag_offset
+        if len(link.entities):
+            arrays = self._arrays
+            assert arrays is not None
+            ents, starts, ends = link.entities, link.starts, link.ends
+            n_spans = len(ents)
+            # ids every token of a span gets: types, predicates, linked (+ ambiguous) flag
+            ct, vt = csr_gather(arrays.types_indptr, arrays.types, ents)
+            cp, vp = csr_gather(arrays.preds_indptr, arrays.preds, ents)
+            amb = np.flatnonzero(link.n_candidates > 1)
+            low = np.flatnonzero(link.lowercase)
+            span_idx = np.concatenate([
+                np.repeat(np.arange(n_spans), ct), np.repeat(np.arange(n_spans), cp),
+                np.arange(n_spans), amb, low,
+            ])
+            values = np.concatenate([
+                vt, vp + self.n_types,
+                np.full(n_spans, f0 + _LINKED, dtype=np.int64),
+                np.full(len(amb), f0 + _AMBIGUOUS, dtype=np.int64),
+                np.full(len(low), f0 + _LOWERCASE, dtype=np.int64),
+            ])
+            t, v = _expand(starts, ends, span_idx, values)
+            tok_parts += [t, starts]
+            id_parts += [v, np.full(n_spans, f0 + _BEGIN, dtype=np.int64)]
+            # dense: graph features of the entity, is_linked, prior
+            span_tok, tok = _span_tokens(starts, ends)
+            nf = self.n_features
+            if nf:
+                dense[tok, :nf] = arrays.features[ents[span_tok]]
+            dense[tok, nf] = 1.0
+            dense[tok, nf + 1] = link.priors[span_tok]
+            linked[tok] = True
+        if len(hits):
+            rm = self.rule_matcher
+            assert rm is not None
+            hit_tok, tok = _span_tokens(hits.starts, hits.ends)
+            rules = hits.rules[hit_tok]
+            # a (token, rule) pair counts once even if overlapping matches of a pattern
+            # rule cover the token several times
+            pair = np.unique(tok * max(self.n_rules, 1) + rules)
+            ptok, prule = pair // max(self.n_rules, 1), pair % max(self.n_rules, 1)
+            np.add.at(expert_bias, ptok, rm.expert_weights[prule])
+            label_bias += rm.label_weights[hits.rules].sum(axis=0)
+            tok_parts += [ptok, ptok]
+            id_parts += [prule + self._rule_offset, np.full(len(ptok), f0 + _RULE, dtype=np.int64)]
+            linked[ptok] = True
+        if tok_parts:
+            keys = np.unique(np.concatenate(tok_parts) * n_ids + np.concatenate(id_parts))
+            ids = keys % n_ids
+            counts = np.bincount(keys // n_ids, minlength=n)
+        else:
+            ids = np.zeros((0,), dtype=np.int64)
+            counts = np.zeros((n,), dtype=np.int64)
+        indptr = np.zeros((n + 1,), dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return DocKnowledge(indptr, ids.astype(np.int64, copy=False), dense, expert_bias, label_bias, linked)
+
+
+def _span_tokens(starts: np.ndarray, ends: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(span index, token index) for every token of every span, vectorised."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return span, starts[span] + offset
+
+
+def _expand(
+    starts: np.ndarray, ends: np.ndarray, span_idx: np.ndarray, values: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Give each value (belonging to span span_idx) to every token of its span:
+    RETURNS (token index, value) pairs."""
+    lengths = (ends - starts)[span_idx]
+    total = int(lengths.sum())
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts[span_idx], lengths) + offset, np.repeat(values, lengths)
+
+
+__all__ = ["DocKnowledge", "KnowledgeFeaturizer", "FLAG_NAMES", "N_FLAGS"]

@@ -1,0 +1,523 @@
+"""Alias-matching entity linker: KB aliases -> PhraseMatcher(attr="LOWER") -> longest
+non-overlapping matches -> noise filters -> disambiguation by prior and document context.
+
+Like spaCy's EntityLinker the KB is injected, but candidates come from matching the KB's
+alias table against the text instead of from an NER component, so linking needs no
+trained model. The matcher is built once per (KB, vocab) and reused for every doc.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from spacy.attrs import IS_ALPHA, IS_LOWER, IS_SPACE, IS_TITLE, IS_UPPER, LOWER, ORTH
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+from spacy.vocab import Vocab
+
+from .knowledge_base import normalize_alias
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .knowledge_base import KnowledgeBase
+
+# How a mention is written decides which candidates it may refer to (see candidates()).
+CASE_LOWER, CASE_NAME, CASE_ANY = 0, 1, 2
+
+_TITLES = frozenset({
+    "mr", "mrs", "ms", "miss", "dr", "sir", "dame", "lady", "lord", "prof", "professor", "president",
+    "senator", "governor", "chancellor", "minister", "secretary", "judge", "general", "captain", "coach",
+    "manager", "chairman", "chief", "king", "queen", "pope", "st", "saint",
+})
+
+# Sentence-final punctuation, quotes, dashes, brackets: a capitalised word after these (or
+# at the start of the text or a line) may be capitalised only because it starts a sentence.
+_SENT_BREAK = frozenset({".", "!", "?", ":", ";", '"', "'", "``", "''", "\u201c", "\u2018", "--", "\u2013", "(", "["})
+
+
+@dataclass(frozen=True)
+class LinkerConfig:
+    """Thresholds of the linker's noise filters and disambiguation.
+
+    min_alias_chars (int): aliases shorter than this are never matched.
+    max_flat_candidates (int): an alias with more candidates than this whose best prior
+        is below `flat_prior` is too ambiguous to link without context support.
+    flat_prior (float): see max_flat_candidates.
+    confident_prior (float): a mention whose best candidate has at least this prior (or
+        a single candidate) is linked in the first pass and feeds the context.
+    context_weight (float): weight of the context similarity added to the prior.
+    min_context_support (float): an ambiguous (flat) mention is kept only if its best
+        candidate's context similarity reaches this ...
+    min_margin (float): ... and its score beats the runner-up's by this much (context
+        that fits all candidates equally does not disambiguate).
+    neighbour_weight (float): added to the context similarity of a candidate that is
+        linked confidently elsewhere in the doc or has a KB edge to such an entity.
+    link_lowercase_words (bool): link single-token lowercase aliases (concepts such as
+        "film", "law") at all.
+    titles (frozenset): words that may precede a one-word name without making it part of
+        a longer unknown name ("Mr Brown", "President Bush").
+    """
+
+    min_alias_chars: int = 3
+    max_flat_candidates: int = 3
+    flat_prior: float = 0.5
+    confident_prior: float = 0.6
+    context_weight: float = 1.0
+    min_context_support: float = 0.5
+    min_margin: float = 0.1
+    neighbour_weight: float = 0.5
+    link_lowercase_words: bool = True
+    titles: frozenset = _TITLES
+
+
+@dataclass
+class AliasTable:
+    """The KB's alias -> candidates table as flat arrays (row = alias)."""
+
+    texts: List[str]                # alias as written in the KB
+    cand_indptr: np.ndarray         # int64 (n_aliases + 1,)
+    cand_entity: np.ndarray         # int64 (nnz,) entity row in the KB
+    cand_prior: np.ndarray          # float32 (nnz,) P(entity | alias)
+
+
+@dataclass
+class LinkResult:
+    """Linked mentions of one doc, sorted by start. Arrays of length n_mentions."""
+
+    starts: np.ndarray              # int64 token start
+    ends: np.ndarray                # int64 token end (exclusive)
+    entities: np.ndarray            # int64 entity row in the KB
+    priors: np.ndarray              # float32 prior of the chosen entity for the alias
+    n_candidates: np.ndarray        # int64 number of candidates the alias had
+    lowercase: np.ndarray           # bool: written without capitals (a concept reading)
+
+    @classmethod
+    def empty(cls) -> "LinkResult":
+        z = np.zeros((0,), dtype=np.int64)
+        return cls(z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), z.copy(), np.zeros((0,), dtype=bool))
+
+
+def alias_table(kb: "KnowledgeBase") -> AliasTable:
+    """Read the alias table of a KnowledgeBase: surfaces (original case) + candidate CSR."""
+    return AliasTable(
+        list(kb.alias_surfaces),
+        np.asarray(kb.array("alias_indptr"), dtype=np.int64),
+        np.asarray(kb.array("alias_entities"), dtype=np.int64),
+        np.asarray(kb.array("alias_priors"), dtype=np.float32),
+    )
+
+
+@dataclass
+class EntityArrays:
+    """Per-entity CSR arrays the featurizer and linker need, derived once per KB.
+
+    types: type ids incl. superclasses (the KB stores the closure); predicates: the
+    distinct predicates of an entity's outgoing relations.
+    """
+
+    types_indptr: np.ndarray        # int64 (n_entities + 1,)
+    types: np.ndarray               # int64
+    preds_indptr: np.ndarray        # int64 (n_entities + 1,)
+    preds: np.ndarray               # int64
+    features: np.ndarray            # float32 (n_entities, n_features) in [0, 1]
+    type_index: Dict[str, int]
+    predicate_index: Dict[str, int]
+    type_idf: np.ndarray            # float32 (n_types,) log((1 + n_entities) / (1 + df))
+    pred_idf: np.ndarray            # float32 (n_predicates,)
+    nbr_indptr: np.ndarray          # int64 (n_entities + 1,) neighbours in either direction
+    nbrs: np.ndarray                # int64
+
+
+_ENTITY_ARRAYS: "weakref.WeakKeyDictionary[object, EntityArrays]" = weakref.WeakKeyDictionary()
+
+
+def entity_arrays(kb: "KnowledgeBase") -> EntityArrays:
+    """The (memoised) EntityArrays of `kb`."""
+    got = _ENTITY_ARRAYS.get(kb)
+    if got is not None:
+        return got
+    n_ent = kb.n_entities
+    rel_indptr = np.asarray(kb.array("relation_indptr"), dtype=np.int64)
+    rel_pred = np.asarray(kb.array("relation_predicates"), dtype=np.int64)
+    subj = np.repeat(np.arange(n_ent, dtype=np.int64), np.diff(rel_indptr))
+    n_pred = max(kb.n_predicates, 1)
+    keys = np.unique(subj * n_pred + rel_pred)
+    preds_indptr = np.zeros(n_ent + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys // n_pred, minlength=n_ent), out=preds_indptr[1:])
+    preds = keys % n_pred
+    types = np.asarray(kb.array("type_ids"), dtype=np.int64)
+    obj = np.asarray(kb.array("relation_objects"), dtype=np.int64)
+    pairs = np.unique(np.concatenate([subj * n_ent + obj, obj * n_ent + subj]))
+    nbr_indptr = np.zeros(n_ent + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pairs // max(n_ent, 1), minlength=n_ent), out=nbr_indptr[1:])
+
+    def idf(ids: np.ndarray, n: int) -> np.ndarray:
+        df = np.bincount(ids, minlength=n).astype(np.float64)
+        return np.log((1.0 + n_ent) / (1.0 + df)).astype(np.float32)
+
+    got = EntityArrays(
+        np.asarray(kb.array("type_indptr"), dtype=np.int64),
+        types,
+        preds_indptr,
+        preds,
+        np.asarray(kb.feature_matrix, dtype=np.float32),
+        {iri: i for i, iri in enumerate(kb.types)},
+        {iri: i for i, iri in enumerate(kb.predicates)},
+        idf(types, kb.n_types),
+        idf(preds, kb.n_predicates),
+        nbr_indptr,
+        pairs % max(n_ent, 1),
+    )
+    _ENTITY_ARRAYS[kb] = got
+    return got
+
+
+def _stop_words(vocab: Vocab) -> frozenset:
+    try:
+        from spacy.util import get_lang_class
+
+        return frozenset(get_lang_class(vocab.lang or "en").Defaults.stop_words)
+    except Exception:  # pragma: no cover - unknown language code
+        from spacy.lang.en.stop_words import STOP_WORDS
+
+        return frozenset(STOP_WORDS)
+
+
+class AliasLinker:
+    """Link spans of a Doc to KB entities by alias matching.
+
+    vocab (Vocab): the pipeline's vocab (the matcher stores pattern hashes in it).
+    kb (KnowledgeBase): the compiled knowledge base.
+    make_doc (Optional[Callable[[str], Doc]]): tokenizer for alias patterns; by default
+        a blank tokenizer of `vocab.lang` sharing `vocab`.
+    config (LinkerConfig): filter and disambiguation thresholds.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        kb: "KnowledgeBase",
+        *,
+        make_doc: Optional[Callable[[str], Doc]] = None,
+        config: Optional[LinkerConfig] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.kb = kb
+        self.cfg = config or LinkerConfig()
+        table = alias_table(kb)
+        self.table = table
+        stop = _stop_words(vocab)
+        tokenizer = tokenizer_for(vocab) if make_doc is None else None
+        keep: List[int] = []
+        for i, text in enumerate(table.texts):
+            norm = text.strip().lower()
+            if len(norm) < self.cfg.min_alias_chars or norm in stop or not any(c.isalpha() for c in norm):
+                continue
+            keep.append(i)
+        texts = [table.texts[i] for i in keep]
+        docs: Iterable[Doc] = (
+            tokenizer.pipe(texts) if tokenizer is not None else map(make_doc, texts)  # type: ignore[arg-type]
+        )
+        self.matcher = PhraseMatcher(vocab, attr="LOWER")
+        patterns: List[Doc] = []
+        # tuple of LOWER hashes of the alias tokens -> alias rows (several KB spellings
+        # of an alias may normalise to the same token sequence; their candidates merge)
+        self._key2alias: Dict[Tuple[int, ...], List[int]] = {}
+        for i, doc in zip(keep, docs):
+            if len(doc) == 0:
+                continue
+            key = tuple(int(x) for x in doc.to_array(LOWER))
+            rows = self._key2alias.get(key)
+            if rows is None:
+                self._key2alias[key] = [i]
+                patterns.append(doc)
+            else:
+                rows.append(i)
+        if patterns:
+            self.matcher.add("KB_ALIAS", patterns)
+        self._lowercase_alias = np.array([t == t.lower() for t in table.texts], dtype=bool)
+        self._cands: Dict[Tuple[Tuple[int, ...], int], Tuple[np.ndarray, np.ndarray]] = {}
+        self._arrays = entity_arrays(kb)
+        self._sig_cache: Dict[int, Dict[int, float]] = {}
+        self._titles = {vocab.strings.add(t.lower()) for t in self.cfg.titles}
+        self._sent_break_arr = np.array(sorted(vocab.strings.add(x) for x in _SENT_BREAK), dtype=np.uint64)
+
+    def __len__(self) -> int:
+        """Number of distinct alias patterns in the matcher."""
+        return len(self._key2alias)
+
+    def candidates(self, key: Tuple[int, ...], case: int = CASE_ANY) -> Tuple[np.ndarray, np.ndarray]:
+        """Candidates (entity ids, priors) of the alias with LOWER-hashes `key`, merged
+        over the KB aliases that tokenize to it, for a mention written in `case`.
+
+        Entities whose label is lowercase are concepts ("film", "prime minister"), the
+        others names. CASE_LOWER (lowercase text) keeps concepts -- a single word only the
+        concept it is the label of ("game" is not "video game") -- CASE_NAME (a single
+        capitalised word inside a sentence) keeps names ("Mr Brown" is not the colour),
+        CASE_ANY keeps both. Priors are renormalised over what is kept, highest first.
+        """
+        got = self._cands.get((key, case))
+        if got is not None:
+            return got
+        rows = self._key2alias[key]
+        t = self.table
+        ents = np.concatenate([t.cand_entity[t.cand_indptr[r] : t.cand_indptr[r + 1]] for r in rows])
+        pri = np.concatenate([t.cand_prior[t.cand_indptr[r] : t.cand_indptr[r + 1]] for r in rows])
+        if len(rows) > 1:  # merge duplicates, keep the highest prior per entity
+            order = np.lexsort((-pri, ents))
+            ents, pri = ents[order], pri[order]
+            first = np.ones(len(ents), dtype=bool)
+            first[1:] = ents[1:] != ents[:-1]
+            ents, pri = ents[first], pri[first]
+        labels = [self.kb.labels[e] for e in ents.tolist()]
+        concept = np.array([lab == lab.lower() for lab in labels], dtype=bool)
+        single = len(key) == 1
+        if case == CASE_LOWER:
+            if single:
+                norm = {self.kb.aliases[r] for r in rows}
+                keep = concept & np.array([normalize_alias(lab) in norm for lab in labels], dtype=bool)
+                if not self.cfg.link_lowercase_words:
+                    keep[:] = False
+            else:
+                lower_surface = bool(self._lowercase_alias[rows].any())
+                keep = concept | lower_surface
+        elif case == CASE_NAME and single:
+            keep = ~concept
+        else:
+            keep = np.ones(len(ents), dtype=bool)
+            if single:  # concepts still only under their own label
+                norm = {self.kb.aliases[r] for r in rows}
+                keep = ~concept | np.array([normalize_alias(lab) in norm for lab in labels], dtype=bool)
+        ents, pri = ents[keep], pri[keep]
+        if len(pri):
+            pri = pri / pri.sum()
+        order = np.argsort(-pri, kind="stable")
+        got = (ents[order], pri[order].astype(np.float32))
+        self._cands[(key, case)] = got
+        return got
+
+    def __call__(self, doc: Doc) -> LinkResult:
+        """Link one doc. Sets nothing on the doc; see KnowledgeFeaturizer for that."""
+        if len(doc) == 0 or not self._key2alias:
+            return LinkResult.empty()
+        matches = self.matcher(doc)
+        if not matches:
+            return LinkResult.empty()
+        # one vectorised read of the token attributes the filters need, then plain lists
+        # (per-match numpy calls would cost more than the matching itself)
+        attrs = doc.to_array([LOWER, IS_TITLE, IS_UPPER, IS_ALPHA, IS_LOWER, ORTH, IS_SPACE])
+        lowers = attrs[:, 0].tolist()
+        # capitalised: Title, UPPER, or a word with any capital ("iPod")
+        cap_arr = (attrs[:, 1] != 0) | (attrs[:, 2] != 0) | ((attrs[:, 3] != 0) & (attrs[:, 4] == 0))
+        capital = cap_arr.tolist()
+        # a token starts a sentence (as far as a tokenizer-only pipeline can tell) at the
+        # start of the text or after sentence punctuation, a quote or a line break
+        sent_start_arr = np.ones(len(doc), dtype=bool)
+        sent_start_arr[1:] = (attrs[:-1, 6] != 0) | np.isin(attrs[:-1, 5], self._sent_break_arr)
+        sent_start = sent_start_arr.tolist()
+        lower_words: Optional[set] = None
+        name_words: set = set()
+        n_tok = len(doc)
+        mentions: List[Tuple[int, int, Tuple[np.ndarray, np.ndarray], bool]] = []
+        for _, start, end in matches:
+            key = tuple(lowers[start:end])
+            if key not in self._key2alias:  # pragma: no cover - matcher and table agree
+                continue
+            # Which readings the writing allows (see `candidates`): no capital -> a
+            # concept; a capitalised single word inside a sentence -> a name; one at a
+            # sentence start -> a concept if the doc also writes it in lowercase,
+            # else either; a capitalised multi-word span -> either.
+            if not any(capital[start:end]) or (
+                # "The challenge ...": the only capital is the sentence start
+                end - start > 1 and sent_start[start] and not any(capital[start + 1 : end])
+            ):
+                case = CASE_LOWER
+            elif end - start > 1:
+                case = CASE_ANY
+            elif (start + 1 < n_tok and capital[start + 1] and not sent_start[start + 1]) or (
+                start > 0 and capital[start - 1] and not sent_start[start - 1]
+                and lowers[start - 1] not in self._titles
+            ):
+                # one word of a longer name the KB does not know ("Leicester Square",
+                # "Prince Harry", "North Wales Police"): not the word's own entity;
+                # a title before a name ("Mr", "President") does not count
+                continue
+            elif sent_start[start]:
+                if lower_words is None:
+                    lower_words = set(attrs[attrs[:, 4] != 0, 0].tolist())
+                    name_words = set(attrs[cap_arr & ~sent_start_arr, 0].tolist())
+                if key[0] in lower_words:
+                    case = CASE_LOWER
+                elif key[0] in name_words:  # "Brown said ..." after "Mr Brown"
+                    case = CASE_NAME
+                else:
+                    case = CASE_ANY
+            else:
+                case = CASE_NAME
+            cands = self.candidates(key, case)
+            if not len(cands[0]):
+                continue
+            mentions.append((start, end, cands, case == CASE_LOWER))
+        if not mentions:
+            return LinkResult.empty()
+        return self._disambiguate(doc, _longest_first(mentions))
+
+    def _disambiguate(self, doc: Doc, mentions: List[Tuple[int, int, Tuple[np.ndarray, np.ndarray], bool]]
+                      ) -> LinkResult:
+        cfg = self.cfg
+        n = len(mentions)
+        # Context profile: types and predicates of the confidently linked entities
+        # (a single candidate, or a prior of at least confident_prior).
+        ctx_counts: Counter = Counter()
+        ctx_entities: Counter = Counter()
+        tops: List[Optional[int]] = []
+        for _, _, (ents, pri), _ in mentions:
+            if len(ents) == 1 or pri[0] >= cfg.confident_prior:
+                top = int(ents[0])
+                ctx_entities[top] += 1
+                ctx_counts.update(self._signature(top).keys())
+                tops.append(top)
+            else:
+                tops.append(None)
+        chosen: List[int] = []
+        prior: List[float] = []
+        kept: List[int] = []
+        n_cands: List[int] = []
+        for j, (_, _, (ents, pri), _) in enumerate(mentions):
+            flat = len(ents) > cfg.max_flat_candidates and pri[0] < cfg.flat_prior
+            if len(ents) == 1 or not ctx_entities:
+                if not flat:  # else nothing to disambiguate a very ambiguous alias with
+                    chosen.append(int(ents[0]))
+                    prior.append(float(pri[0]))
+                    kept.append(j)
+                    n_cands.append(len(ents))
+                continue
+            # Re-rank every ambiguous mention (confident ones too) by prior + context;
+            # a confident mention's own contribution to the context is left out.
+            own = tops[j]
+            best, best_score, best_sim, second = 0, -1.0, 0.0, -1.0
+            for k, ent in enumerate(ents.tolist()):
+                sim = self._context_similarity(ent, ctx_counts, own=own)
+                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own):
+                    sim += cfg.neighbour_weight
+                score = float(pri[k]) + cfg.context_weight * sim
+                if score > best_score:
+                    best, best_score, best_sim, second = k, score, sim, best_score
+                elif score > second:
+                    second = score
+            if flat and (best_sim < cfg.min_context_support or best_score - second < cfg.min_margin):
+                continue
+            chosen.append(int(ents[best]))
+            prior.append(float(pri[best]))
+            kept.append(j)
+            n_cands.append(len(ents))
+        starts = [mentions[j][0] for j in kept]
+        ends = [mentions[j][1] for j in kept]
+        return LinkResult(
+            np.array(starts, dtype=np.int64),
+            np.array(ends, dtype=np.int64),
+            np.array(chosen, dtype=np.int64),
+            np.array(prior, dtype=np.float32),
+            np.array(n_cands, dtype=np.int64),
+            np.array([mentions[j][3] for j in kept], dtype=bool),
+        )
+
+    def _signature(self, ent: int) -> Dict[int, float]:
+        """An entity's context signature: its type ids and (negated) predicate ids, each
+        weighted by IDF so that rare, specific types ("football club") count more than
+        generic ones ("location")."""
+        got = self._sig_cache.get(ent)
+        if got is None:
+            a = self._arrays
+            ts = a.types[a.types_indptr[ent] : a.types_indptr[ent + 1]]
+            ps = a.preds[a.preds_indptr[ent] : a.preds_indptr[ent + 1]]
+            got = dict(zip(ts.tolist(), a.type_idf[ts].tolist()))
+            got.update(zip((-1 - ps).tolist(), a.pred_idf[ps].tolist()))
+            self._sig_cache[ent] = got
+        return got
+
+    def _context_similarity(self, ent: int, ctx: Dict[int, int], own: Optional[int]) -> float:
+        """IDF-weighted fraction of the candidate's signature that other confidently
+        linked entities of the doc share (0..1)."""
+        sig = self._signature(ent)
+        total = sum(sig.values())
+        if not ctx or total <= 0.0:
+            return 0.0
+        own_sig = self._signature(own) if own is not None else {}
+        hit = sum(w for f, w in sig.items() if ctx.get(f, 0) - (f in own_sig) > 0)
+        return hit / total
+
+    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int]) -> bool:
+        """Direct evidence for a candidate: the same entity is linked confidently
+        elsewhere in the doc ("England cricket team ... England"), or a KB edge joins it
+        to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge")."""
+        if ctx_entities.get(ent, 0) - (ent == own) > 0:
+            return True
+        others = [x for x, c in ctx_entities.items() if c - (x == own) > 0 and x != ent]
+        a = self._arrays
+        nb = a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]]
+        if not others or not len(nb):
+            return False
+        pos = np.minimum(np.searchsorted(nb, others), len(nb) - 1)  # neighbour rows are sorted
+        return bool((nb[pos] == others).any())
+
+
+def _longest_first(mentions: List[Tuple]) -> List[Tuple]:
+    """Longest non-overlapping mentions, as spacy.util.filter_spans chooses them (longest
+    first, then earliest), sorted by start -- on tuples, without creating Spans."""
+    taken: set = set()
+    out = []
+    for m in sorted(mentions, key=lambda m: (m[1] - m[0], -m[0]), reverse=True):
+        if m[0] not in taken and m[1] - 1 not in taken:
+            out.append(m)
+            taken.update(range(m[0], m[1]))
+    out.sort(key=lambda m: m[0])
+    return out
+
+
+_TOKENIZERS: Dict[int, Tuple[Vocab, Callable[[str], Doc]]] = {}
+
+
+def tokenizer_for(vocab: Vocab):
+    """A blank tokenizer of `vocab.lang` sharing `vocab`, for alias and phrase patterns
+    (memoised: making a blank Language per call costs ~0.5 s)."""
+    got = _TOKENIZERS.get(id(vocab))
+    if got is not None and got[0] is vocab:
+        return got[1]
+    import spacy
+
+    tokenizer = spacy.blank(vocab.lang or "en", vocab=vocab).tokenizer
+    if len(_TOKENIZERS) >= 8:  # keeps vocabs alive: hold only the latest few
+        _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+    _TOKENIZERS[id(vocab)] = (vocab, tokenizer)
+    return tokenizer
+
+
+# One linker per (KB, vocab): building the PhraseMatcher for ~30k aliases is the costly
+# part and both the component and the CLI may ask for the same pair many times.
+_LINKERS: "weakref.WeakKeyDictionary[object, Dict[int, Tuple[Vocab, LinkerConfig, AliasLinker]]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_linker(vocab: Vocab, kb: "KnowledgeBase", config: Optional[LinkerConfig] = None) -> AliasLinker:
+    """The memoised AliasLinker for (kb, vocab, config)."""
+    config = config or LinkerConfig()
+    try:
+        per_kb = _LINKERS.setdefault(kb, {})
+    except TypeError:  # KB type without weakref support: no memo
+        return AliasLinker(vocab, kb, config=config)
+    got = per_kb.get(id(vocab))
+    if got is not None and got[0] is vocab and got[1] == config:
+        return got[2]
+    linker = AliasLinker(vocab, kb, config=config)
+    per_kb[id(vocab)] = (vocab, config, linker)
+    return linker
+
+
+__all__ = [
+    "AliasLinker", "AliasTable", "EntityArrays", "LinkerConfig", "LinkResult", "alias_table", "entity_arrays",
+    "get_linker", "tokenizer_for",
+]
