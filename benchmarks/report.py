@@ -1,0 +1,113 @@
+"""Render benchmarks/results/*.json as Markdown tables into README.md.
+
+    python benchmarks/report.py            # rewrite the tables between the README markers
+    python benchmarks/report.py --check    # exit 1 if README.md is out of date
+
+Each table lives between `<!-- results:NAME -->` and `<!-- /results:NAME -->`; a results
+file that does not exist yet renders as a line saying so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf8")) if path.exists() else None
+
+
+def kb_import(data: dict) -> str:
+    speedup = data["rdflib_parse_seconds"] / data["ours_seconds"]
+    rows = [
+        "| import of `{}` ({:,} triples) | seconds | triples/s | peak RSS MB |".format(data["file"], data["triples"]),
+        "|---|---:|---:|---:|",
+        f"| `sparse-expert kb import` (parse + compile + graph features + write) | {data['ours_seconds']:.2f} "
+        f"| {data['triples'] / data['ours_seconds']:,.0f} | {data['peak_rss_mb']:.0f} |",
+        f"| rdflib `Graph.parse` alone | {data['rdflib_parse_seconds']:.2f} "
+        f"| {data['triples'] / data['rdflib_parse_seconds']:,.0f} | {data.get('rdflib_peak_rss_mb', float('nan')):.0f} |",
+        "",
+        f"Whole import **{speedup:.1f}x** faster than rdflib's parse alone (best of "
+        f"{data.get('repeat', 1)} runs each, 2 CPU cores).",
+    ]
+    return "\n".join(rows)
+
+
+def moe_layer(data: dict) -> str:
+    runs = data["runs"]
+    keyed: dict[tuple, dict[str, dict]] = {}
+    for run in runs:
+        key = (run["device"], run["E"], run["k"], run["d_model"], run["d_ff"], run["tokens"], run["dtype"])
+        keyed.setdefault(key, {})[run["impl"]] = run
+    rows = [
+        "| device | E | k | d_model | d_ff | tokens | dtype | naive tok/s | dense tok/s | ours tok/s | ours / naive | ours TFLOP/s |",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, impls in sorted(keyed.items()):
+        device, e, k, d, f, n, dtype = key
+
+        def tps(impl: str) -> str:
+            return f"{impls[impl]['tokens_per_second']:,.0f}" if impl in impls else "-"
+
+        ratio = (impls["ours"]["tokens_per_second"] / impls["naive"]["tokens_per_second"]
+                 if "ours" in impls and "naive" in impls else float("nan"))
+        tflops = impls.get("ours", {}).get("tflops")
+        rows.append(f"| {device} | {e} | {k} | {d} | {f} | {n:,} | {dtype} | {tps('naive')} | {tps('dense')} "
+                    f"| {tps('ours')} | {ratio:.2f}x | {tflops if tflops is None else f'{tflops:.2f}'} |")
+    return "\n".join(rows)
+
+
+def bbc(data: dict) -> str:
+    rows = [
+        "| system | train set | knowledge | accuracy | macro-F1 | train s | words/s (CPU) |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for run in data["runs"]:
+        know = "-" if run.get("knowledge") is None else ("on" if run["knowledge"] else "off")
+        rows.append(f"| {run['system']} | {run['train_set']} | {know} | {run['accuracy']:.4f} | {run['macro_f1']:.4f} "
+                    f"| {run['train_seconds']:.0f} | {run['words_per_second']:,.0f} |")
+    return "\n".join(rows)
+
+
+def distill(data: dict) -> str:
+    rows = ["| model | params | disk bytes | words/s (CPU) | macro-F1 |", "|---|---:|---:|---:|---:|"]
+    for name in ("teacher", "student", "student_no_teacher"):
+        if name in data:
+            r = data[name]
+            rows.append(f"| {name} | {r['params']:,} | {r['disk_bytes']:,} | {r['words_per_second']:,.0f} | {r['macro_f1']:.4f} |")
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer": moe_layer, "bbc": bbc, "distill": distill}
+
+
+def render(readme: str) -> str:
+    for name, fn in TABLES.items():
+        data = _load(name)
+        body = fn(data) if data is not None else f"_No results yet: run `python benchmarks/{name}.py`._"
+        pattern = re.compile(rf"(<!-- results:{name} -->).*?(<!-- /results:{name} -->)", re.S)
+        readme = pattern.sub(lambda m: f"{m.group(1)}\n{body}\n{m.group(2)}", readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if README.md is out of date")
+    args = parser.parse_args()
+    path = ROOT / "README.md"
+    old = path.read_text(encoding="utf8")
+    new = render(old)
+    if args.check:
+        sys.exit(0 if new == old else "README.md tables are out of date: run python benchmarks/report.py")
+    path.write_text(new, encoding="utf8")
+
+
+if __name__ == "__main__":
+    main()

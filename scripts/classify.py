@@ -1,0 +1,24 @@
+"""Classify texts with a trained pipeline and show what the knowledge layer saw.
+
+    python scripts/classify.py MODEL_DIR "text" ["text" ...]
+"""
+from __future__ import annotations
+
+import sys
+
+import spacy
+
+
+def main(model: str, texts: list[str]) -> None:
+    nlp = spacy.load(model)
+    for doc in nlp.pipe(texts):
+        top = sorted(doc.cats.items(), key=lambda kv: -kv[1])[:3]
+        cats = ", ".join(f"{label} {score:.3f}" for label, score in top)
+        ents = ", ".join(f"{span.text} -> {span._.kb_iri.rsplit('/', 1)[-1]}" for span in doc._.kb_entities or [])
+        print(f"{doc.text[:70]!r}\n    cats: {cats}\n    linked: {ents or '-'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2:])
