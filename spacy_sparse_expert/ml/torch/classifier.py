@@ -1,0 +1,174 @@
+"""The document classifier: token encoder -> knowledge-biased sparse MoE -> pooling ->
+labels, plus a sparse bag-of-n-grams linear path and a rule label bias.
+
+Everything is flat: N tokens of B documents in document order, ``doc_index`` (N,)
+names each token's document. Pure PyTorch, no spaCy.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .moe import SparseMoE
+from .pooling import POOLINGS
+
+
+class ClassifierOutput(NamedTuple):
+    """scores: (B, L) probabilities (softmax if exclusive, else sigmoid); their
+    backward takes the gradient w.r.t. the *logits* (see :class:`_ProbsFromLogits`).
+    aux: (2,) fp32 [load-balancing loss, z-loss], summed over the MoE layers.
+    expert_indices, expert_weights: (N, k) routing of the first MoE layer."""
+
+    scores: Tensor
+    aux: Tensor
+    expert_indices: Tensor
+    expert_weights: Tensor
+
+
+class _ProbsFromLogits(torch.autograd.Function):
+    """softmax / sigmoid forward; identity backward.
+
+    For softmax + cross-entropy and sigmoid + binary cross-entropy the gradient of the
+    loss w.r.t. the logits is ``probs - truth``. The component computes exactly that
+    in ``get_loss`` and hands it back as the scores' gradient, so the backward pass
+    must not apply the softmax Jacobian again (spaCy's textcat does, which gives the
+    weaker mean-squared-error gradient).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, exclusive: bool) -> Tensor:  # type: ignore[override]
+        return torch.softmax(logits, dim=-1) if exclusive else torch.sigmoid(logits)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Any:  # type: ignore[override]
+        return grad, None
+
+
+class MoEDocClassifier(nn.Module):
+    """encoder (nn.Module): ``encoder(**enc) -> (N, width)``.
+    width (int): encoder output width = MoE d_model.
+    n_labels (int): L.
+    n_experts, k, d_ff, capacity_factor: the SparseMoE settings (capacity_factor None
+        = dropless).
+    n_moe_layers (int): MoE blocks, each ``x = norm(x + moe(x))``.
+    n_knowledge_ids (int): size of the sparse knowledge id space (bag per token).
+    d_knowledge (int): width of the knowledge id embedding.
+    n_dense (int): dense knowledge features per token.
+    pooling (str): "attention" or "mean_max".
+    bow_rows (int): rows of the hashed bag-of-n-grams table (0 disables the path).
+    exclusive (bool): softmax over labels (True) or independent sigmoids.
+    dropout (float).
+
+    logits = output(pool(moe(encoder))) + bow + scale * sign(b) * log1p(|b|), b the
+    rules' doc-level label bias.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        *,
+        width: int,
+        n_labels: int,
+        n_experts: int = 4,
+        k: int = 2,
+        d_ff: int = 128,
+        capacity_factor: Optional[float] = None,
+        n_moe_layers: int = 1,
+        n_knowledge_ids: int = 1,
+        d_knowledge: int = 16,
+        n_dense: int = 0,
+        pooling: str = "attention",
+        bow_rows: int = 262144,
+        exclusive: bool = True,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {sorted(POOLINGS)}, got {pooling!r}")
+        self.encoder = encoder
+        self.exclusive = exclusive
+        self.n_labels = n_labels
+        self.n_experts = n_experts
+        self.knowledge_bag = nn.EmbeddingBag(max(1, n_knowledge_ids), d_knowledge, mode="sum")
+        nn.init.normal_(self.knowledge_bag.weight, std=0.1)
+        n_knowledge = d_knowledge + n_dense
+        self.moe = nn.ModuleList(
+            SparseMoE(width, d_ff, n_experts, k, n_knowledge=n_knowledge, capacity_factor=capacity_factor)
+            for _ in range(n_moe_layers)
+        )
+        self.moe_norm = nn.ModuleList(nn.LayerNorm(width) for _ in range(n_moe_layers))
+        self.pool = POOLINGS[pooling](width)
+        self.output = nn.Linear(self.pool.n_out, n_labels)
+        self.bow: Optional[nn.EmbeddingBag] = None
+        if bow_rows > 0:
+            # starts at zero, like spaCy's SparseLinear in TextCatBOW
+            self.bow = nn.EmbeddingBag(bow_rows, n_labels, mode="sum")
+            nn.init.zeros_(self.bow.weight)
+        # inverse document frequency per hashed n-gram, fitted on the training docs by
+        # set_bow_idf; ones = a binary bag. Each doc's bag is L2-normalised (TF-IDF).
+        self.register_buffer("bow_idf", torch.ones(max(bow_rows, 1)))
+        # how much the rules' doc-level label bias moves the logits; learned
+        self.label_bias_scale = nn.Parameter(torch.ones(1))  # (1,): thinc optimizers reject 0-d
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        enc: Dict[str, Any],
+        doc_index: Tensor,
+        n_docs: int,
+        bow_ids: Tensor,
+        bow_offsets: Tensor,
+        bow_weights: Tensor,
+        know_ids: Tensor,
+        know_offsets: Tensor,
+        know_dense: Tensor,
+        expert_bias: Tensor,
+        label_bias: Tensor,
+    ) -> ClassifierOutput:
+        """enc: encoder inputs; doc_index: (N,); bow_ids, bow_weights: (M,) with
+        bow_offsets (B,); know_ids: (K,) with know_offsets (N,) (one bag per token);
+        know_dense: (N, n_dense); expert_bias: (N, E); label_bias: (B, L)."""
+        x = self.encoder(**enc)
+        n_tokens = x.shape[0]
+        aux = x.new_zeros(2, dtype=torch.float32)
+        indices = torch.zeros(n_tokens, self.moe[0].k if len(self.moe) else 0, dtype=torch.long, device=x.device)
+        weights = indices.to(torch.float32)
+        if n_tokens and len(self.moe):
+            knowledge = torch.cat([self.knowledge_bag(know_ids, know_offsets), know_dense.to(x.dtype)], dim=1)
+            for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):
+                out = moe(x, knowledge, expert_bias)
+                x = norm(x + self.dropout(out.output))
+                aux = aux + torch.stack([out.load_balancing_loss, out.z_loss])
+                if i == 0:
+                    indices, weights = out.expert_indices, out.expert_weights
+        logits = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
+        if self.bow is not None:
+            logits = logits + self.bow(bow_ids, bow_offsets, per_sample_weights=self._bow_weights(
+                bow_ids, bow_offsets, bow_weights.to(logits.dtype), n_docs))
+        # rule label biases are sums over hits and grow with document length (BBC: median
+        # 20, up to ~75); log-compressing them keeps long documents from drowning the
+        # learned paths while the sign and order of the rule votes stay.
+        label_bias = label_bias.to(logits.dtype)
+        logits = logits + self.label_bias_scale * torch.sign(label_bias) * torch.log1p(label_bias.abs())
+        scores = _ProbsFromLogits.apply(logits, self.exclusive)
+        return ClassifierOutput(scores, aux, indices, weights)
+
+    def _bow_weights(self, ids: Tensor, offsets: Tensor, weights: Tensor, n_docs: int) -> Tensor:
+        """weights * idf, L2-normalised within each document's bag."""
+        w = weights * self.bow_idf[ids].to(weights.dtype)
+        counts = torch.diff(offsets, append=offsets.new_full((1,), ids.shape[0]))
+        doc = torch.repeat_interleave(torch.arange(n_docs, device=ids.device), counts)
+        norm = w.new_zeros(n_docs).index_add(0, doc, w * w).sqrt().clamp_min(1e-12)
+        return w / norm[doc]
+
+    @torch.no_grad()
+    def set_bow_idf(self, doc_freq: Tensor, n_docs: int) -> None:
+        """doc_freq: (bow_rows,) documents containing each hashed n-gram among n_docs.
+        Smoothed idf = log((1 + n) / (1 + df)) + 1, as scikit-learn's TfidfVectorizer."""
+        idf = torch.log((1.0 + n_docs) / (1.0 + doc_freq.to(self.bow_idf.dtype))) + 1.0
+        self.bow_idf.copy_(idf.to(self.bow_idf.device))
+
+
+__all__ = ["ClassifierOutput", "MoEDocClassifier"]

@@ -1,0 +1,454 @@
+"""The ``sparse_expert_textcat`` and ``sparse_expert_textcat_multilabel`` components.
+
+Like spaCy's textcat / textcat_multilabel: they fill ``doc.cats``. The model is a
+knowledge-biased sparse MoE (``spacy-sparse-expert.MoETextCat.v1``); the KB and the
+rules come in through ``initialize(kb_loader=..., rules_loader=...)`` (as spaCy's
+entity_linker gets its KB) and are saved with the component:
+
+    <component>/cfg     JSON settings, labels and the knowledge id space size
+    <component>/model   the torch weights, safetensors
+    <component>/kb/     the compiled KnowledgeBase (if any)
+    <component>/rules   the RuleSet as JSONL (if any)
+"""
+# No `from __future__ import annotations`: spaCy validates initialize()'s settings
+# with a pydantic model built from this signature, which needs real types.
+from itertools import islice
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+import numpy as np
+import srsly
+from spacy import util
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+
+from ..errors import Errors
+from ..kb.features import KnowledgeFeaturizer
+from ..kb.knowledge_base import KnowledgeBase
+from ..kb.rules import RuleSet
+from ..ml import architectures  # noqa: F401  (registers the model architectures)
+from ..ml.architectures import fit_bow_idf, torch_module
+from ..ml.wrapper import state_from_bytes, state_to_bytes
+from . import scorer as _scorer  # noqa: F401  (registers the scorers)
+
+if not Doc.has_extension("routing"):
+    # list of (token_i, [experts], [weights]) of the first MoE layer, when store_routing
+    Doc.set_extension("routing", default=None)
+
+DEFAULT_MODEL_CONFIG = """
+[model]
+@architectures = "spacy-sparse-expert.MoETextCat.v1"
+exclusive_classes = {exclusive}
+n_experts = 4
+k = 2
+d_ff = 128
+capacity_factor = null
+n_moe_layers = 1
+d_knowledge = 16
+pooling = "attention"
+bow_rows = 262144
+ngram_size = 2
+dropout = 0.1
+nO = null
+
+[model.encoder]
+@architectures = "spacy-sparse-expert.HashEncoder.v1"
+width = 64
+attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
+rows = [5000, 2500, 2500, 2500]
+n_hashes = 2
+window_size = 1
+depth = 2
+d_hidden = 128
+dropout = 0.1
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG.format(exclusive="true"))["model"]
+DEFAULT_MULTILABEL_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG.format(exclusive="false"))["model"]
+
+_SCORE_WEIGHTS = {
+    "cats_score": 1.0,
+    "cats_score_desc": None,
+    "cats_micro_p": None,
+    "cats_micro_r": None,
+    "cats_micro_f": None,
+    "cats_macro_p": None,
+    "cats_macro_r": None,
+    "cats_macro_f": None,
+    "cats_macro_auc": None,
+    "cats_f_per_type": None,
+}
+_ASSIGNS = ["doc.cats", "doc._.kb_entities", "doc._.rule_hits"]
+
+
+@Language.factory(
+    "sparse_expert_textcat",
+    assigns=_ASSIGNS,
+    default_config={
+        "model": DEFAULT_MODEL,
+        "threshold": 0.0,
+        "use_knowledge": True,
+        "store_routing": False,
+        "load_balancing_weight": 0.01,
+        "z_loss_weight": 0.001,
+        "scorer": {"@scorers": "spacy-sparse-expert.textcat_scorer.v1"},
+    },
+    default_score_weights=_SCORE_WEIGHTS,
+)
+def make_sparse_expert_textcat(
+    nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
+    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable],
+) -> "SparseExpertTextCategorizer":
+    """Exclusive classes (softmax): exactly one label per document.
+
+    model (Model[List[Doc], Floats2d]): the classifier (MoETextCat.v1 by default).
+    threshold (float): unused for exclusive classes (kept for spaCy's scorer).
+    use_knowledge (bool): feed the KB and rules to the model; false turns every
+        knowledge input off (the model is the same otherwise).
+    store_routing (bool): record per-token experts and weights in ``doc._.routing``.
+    load_balancing_weight, z_loss_weight (float): weights of the MoE auxiliary losses.
+    """
+    return SparseExpertTextCategorizer(
+        nlp.vocab, model, name, exclusive=True, threshold=threshold, use_knowledge=use_knowledge,
+        store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
+        scorer=scorer,
+    )
+
+
+@Language.factory(
+    "sparse_expert_textcat_multilabel",
+    assigns=_ASSIGNS,
+    default_config={
+        "model": DEFAULT_MULTILABEL_MODEL,
+        "threshold": 0.5,
+        "use_knowledge": True,
+        "store_routing": False,
+        "load_balancing_weight": 0.01,
+        "z_loss_weight": 0.001,
+        "scorer": {"@scorers": "spacy-sparse-expert.textcat_multilabel_scorer.v1"},
+    },
+    default_score_weights=_SCORE_WEIGHTS,
+)
+def make_sparse_expert_textcat_multilabel(
+    nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
+    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable],
+) -> "SparseExpertTextCategorizer":
+    """Independent labels (sigmoid); a label counts as predicted at score >= threshold.
+    The other settings are those of ``sparse_expert_textcat``."""
+    return SparseExpertTextCategorizer(
+        nlp.vocab, model, name, exclusive=False, threshold=threshold, use_knowledge=use_knowledge,
+        store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
+        scorer=scorer,
+    )
+
+
+class SparseExpertTextCategorizer(TrainablePipe):
+    """Text classification with a knowledge-biased sparse mixture of experts."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "sparse_expert_textcat",
+        *,
+        exclusive: bool = True,
+        threshold: float = 0.5,
+        use_knowledge: bool = True,
+        store_routing: bool = False,
+        load_balancing_weight: float = 0.01,
+        z_loss_weight: float = 0.001,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self._rehearsal_model = None
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "threshold": threshold,
+            "exclusive": exclusive,
+            "use_knowledge": use_knowledge,
+            "store_routing": store_routing,
+            "load_balancing_weight": load_balancing_weight,
+            "z_loss_weight": z_loss_weight,
+            "n_knowledge_ids": None,
+            "n_dense": None,
+        }
+        self.kb: Optional[KnowledgeBase] = None
+        self.rules: Optional[RuleSet] = None
+        self.featurizer: Optional[KnowledgeFeaturizer] = None
+        self._sync_model_attrs()
+
+    # --- labels ------------------------------------------------------------------------
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def label_data(self) -> List[str]:
+        return list(self.labels)
+
+    @property
+    def store_routing(self) -> bool:
+        return bool(self.cfg["store_routing"])
+
+    @store_routing.setter
+    def store_routing(self, value: bool) -> None:
+        self.cfg["store_routing"] = bool(value)
+        self._sync_model_attrs()
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str):
+            raise ValueError(Errors.E033.format(key="label", value=label, reason="labels are strings"))
+        if label in self.labels:
+            return 0
+        self._allow_extra_label()
+        self.cfg["labels"].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    # --- knowledge ---------------------------------------------------------------------
+
+    def set_knowledge(self, kb: Optional[KnowledgeBase], rules: Optional[RuleSet]) -> None:
+        """Give the component its KB and rules (either may be None) and rebuild the
+        knowledge featurizer. With use_knowledge=false both are dropped."""
+        if not self.cfg["use_knowledge"]:
+            kb, rules = None, None
+        n_experts = self.model.attrs["n_experts"]
+        if rules is not None and rules.max_expert >= n_experts:
+            bad = next(r for r in rules if any(e >= n_experts for e in r.experts))
+            raise ValueError(Errors.E031.format(index=max(bad.experts), rule=bad.id, n_experts=n_experts,
+                                                max_index=n_experts - 1))
+        self.kb, self.rules = kb, rules
+        self.featurizer = KnowledgeFeaturizer(self.vocab, kb, rules, labels=self.labels, n_experts=n_experts)
+        self.model.attrs["knowledge_featurizer"] = self.featurizer
+        self.model.attrs["n_knowledge_ids"] = self.featurizer.n_ids
+        self.model.attrs["n_dense"] = self.featurizer.n_dense
+
+    def _sync_model_attrs(self) -> None:
+        layer = self.model.layers[0] if self.model.layers else self.model
+        layer.attrs["aux_weights"] = (self.cfg["load_balancing_weight"], self.cfg["z_loss_weight"])
+        layer.attrs["store_routing"] = self.cfg["store_routing"]
+
+    # --- initialize / predict ----------------------------------------------------------
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Iterable[str]] = None,
+        kb_loader: Optional[Callable[[Vocab], Optional[KnowledgeBase]]] = None,
+        rules_loader: Optional[Callable[[Vocab], Optional[RuleSet]]] = None,
+    ) -> None:
+        """Initialize for training: labels, knowledge, model weights.
+
+        get_examples (Callable[[], Iterable[Example]]): training examples (labels are
+            read from their cats unless `labels` is given).
+        nlp (Language): the pipeline.
+        labels (Optional[Iterable[str]]): the labels, e.g. from `init labels`.
+        kb_loader (Optional[Callable[[Vocab], KnowledgeBase]]): e.g. spacy-sparse-expert.KBLoader.v1.
+        rules_loader (Optional[Callable[[Vocab], RuleSet]]): e.g. spacy-sparse-expert.RulesLoader.v1.
+        """
+        validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
+        if self.cfg["exclusive"]:
+            self._validate_categories(get_examples())
+        if labels is None:
+            for example in get_examples():
+                for cat in example.y.cats:
+                    self.add_label(cat)
+        else:
+            for label in labels:
+                self.add_label(label)
+        if not self.labels:
+            raise ValueError(Errors.E030.format(name=self.name))
+        kb = kb_loader(self.vocab) if kb_loader is not None else None
+        rules = rules_loader(self.vocab) if rules_loader is not None else None
+        self.set_knowledge(kb, rules)
+        self._init_model()
+        fit_bow_idf(self.model, (eg.reference for eg in get_examples()))
+
+    def _init_model(self) -> None:
+        self.cfg["n_knowledge_ids"] = self.model.attrs["n_knowledge_ids"]
+        self.cfg["n_dense"] = self.model.attrs["n_dense"]
+        self.model.set_dim("nO", len(self.labels), force=True)
+        self.model.initialize()
+        self._sync_model_attrs()
+
+    def predict(self, docs: Iterable[Doc]) -> Dict[str, Any]:
+        """Scores (n_docs, n_labels) and, with store_routing, the routing of the batch."""
+        docs = list(docs)
+        if self.featurizer is None:
+            raise ValueError(Errors.E030.format(name=self.name))
+        scores = self.model.predict(docs)
+        routing = self.model.layers[0].attrs["routing"] if self.store_routing else None
+        return {"scores": self.model.ops.to_numpy(scores), "routing": routing}
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: Dict[str, Any]) -> None:
+        docs = list(docs)
+        scores = predictions["scores"]
+        for i, doc in enumerate(docs):
+            for j, label in enumerate(self.labels):
+                doc.cats[label] = float(scores[i, j])
+        routing = predictions.get("routing")
+        if routing is None:
+            return
+        indices, weights = routing
+        start = 0
+        for doc in docs:
+            end = start + len(doc)
+            doc._.routing = [
+                (i, experts, ws)
+                for i, (experts, ws) in enumerate(zip(indices[start:end].tolist(), weights[start:end].tolist()))
+            ]
+            start = end
+
+    # --- training ----------------------------------------------------------------------
+
+    def update(
+        self,
+        examples: Iterable[Example],
+        *,
+        drop: float = 0.0,
+        sgd: Optional[Any] = None,
+        losses: Optional[Dict[str, float]] = None,
+    ) -> Dict[str, float]:
+        """Learn from a batch: cross-entropy (or binary cross-entropy) on the labels plus
+        the weighted MoE load-balancing and z losses. `drop` is not used: the torch
+        model's dropout comes from its config."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.update")
+        if self.cfg["exclusive"]:
+            self._validate_categories(examples)
+        if not examples:
+            return losses
+        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        lb, z = self.model.layers[0].attrs["aux_values"]
+        losses[self.name] += loss + self.cfg["load_balancing_weight"] * float(lb) + self.cfg["z_loss_weight"] * float(z)
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
+        """Cross-entropy (exclusive) or binary cross-entropy (multilabel), averaged
+        over documents. The gradient is w.r.t. the logits: (scores - truths) / n."""
+        examples = list(examples)
+        validate_examples(examples, f"{type(self).__name__}.get_loss")
+        truths, not_missing = self._examples_to_truth(examples)
+        xp = self.model.ops.xp
+        truths = self.model.ops.asarray(truths)
+        not_missing = self.model.ops.asarray(not_missing)
+        n = max(len(examples), 1)
+        eps = 1e-7
+        if self.cfg["exclusive"]:
+            loss = -(truths * xp.log(scores + eps) * not_missing).sum()
+        else:
+            loss = -((truths * xp.log(scores + eps) + (1 - truths) * xp.log(1 - scores + eps)) * not_missing).sum()
+        d_scores = (scores - truths) * not_missing / n
+        return float(loss) / n, d_scores
+
+    def _examples_to_truth(self, examples: List[Example]) -> Tuple[np.ndarray, np.ndarray]:
+        truths = np.zeros((len(examples), len(self.labels)), dtype="f")
+        not_missing = np.ones((len(examples), len(self.labels)), dtype="f")
+        for i, eg in enumerate(examples):
+            cats = eg.reference.cats
+            for j, label in enumerate(self.labels):
+                if label in cats:
+                    truths[i, j] = cats[label]
+                elif not self.cfg["exclusive"]:
+                    not_missing[i, j] = 0.0
+        return truths, not_missing
+
+    def _validate_categories(self, examples: Iterable[Example]) -> None:
+        for eg in islice(examples, None):
+            values = list(eg.reference.cats.values())
+            if values.count(1.0) > 1 or any(v not in (0.0, 1.0) for v in values):
+                raise ValueError(Errors.E033.format(
+                    key="cats", value=eg.reference.cats,
+                    reason="exclusive classes need exactly one label at 1.0 and the others 0.0; "
+                           "use sparse_expert_textcat_multilabel for several labels per document"))
+
+    def add_to_rehearsal(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover
+        raise NotImplementedError("rehearse is not supported by this component")
+
+    # --- serialization -----------------------------------------------------------------
+
+    def _knowledge_from(self, kb: Optional[KnowledgeBase], rules: Optional[RuleSet]) -> None:
+        self.set_knowledge(kb, rules)
+        for key in ("n_knowledge_ids", "n_dense"):
+            if self.cfg.get(key) is not None and self.cfg[key] != self.model.attrs[key]:
+                raise ValueError(Errors.E032.format(
+                    path=self.name, reason=f"saved {key}={self.cfg[key]}, the saved KB and rules give "
+                                           f"{self.model.attrs[key]}"))
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        serialize: Dict[str, Callable[[], Any]] = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": lambda: state_to_bytes(torch_module(self.model)),
+        }
+        if self.kb is not None:
+            serialize["kb"] = self.kb.to_bytes
+        if self.rules is not None:
+            serialize["rules"] = self.rules.to_bytes
+        return util.to_bytes(serialize, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
+        msg = srsly.msgpack_loads(bytes_data)
+        if "cfg" in msg and "cfg" not in exclude:
+            self.cfg.update(srsly.json_loads(msg["cfg"]))
+        if "vocab" in msg and "vocab" not in exclude:
+            self.vocab.from_bytes(msg["vocab"], exclude=exclude)
+        kb = KnowledgeBase.from_bytes(msg["kb"]) if msg.get("kb") is not None else None
+        rules = RuleSet.from_bytes(msg["rules"]) if msg.get("rules") is not None else None
+        self._knowledge_from(kb, rules)
+        self._init_model()
+        if "model" in msg and "model" not in exclude:
+            state_from_bytes(torch_module(self.model), msg["model"], source=f"{self.name} (bytes)")
+        return self
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        path = util.ensure_path(path)
+        serialize: Dict[str, Callable[[Path], Any]] = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: p.write_bytes(state_to_bytes(torch_module(self.model))),
+        }
+        if self.kb is not None:
+            serialize["kb"] = self.kb.to_disk
+        if self.rules is not None:
+            serialize["rules"] = self.rules.to_disk
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
+        path = util.ensure_path(path)
+        if (path / "cfg").exists() and "cfg" not in exclude:
+            self.cfg.update(srsly.read_json(path / "cfg"))
+        if (path / "vocab").exists() and "vocab" not in exclude:
+            self.vocab.from_disk(path / "vocab", exclude=exclude)
+        kb = KnowledgeBase.from_disk(path / "kb") if (path / "kb").exists() else None
+        rules = RuleSet.from_disk(path / "rules") if (path / "rules").exists() else None
+        self._knowledge_from(kb, rules)
+        self._init_model()
+        model_path = path / "model"
+        if model_path.exists() and "model" not in exclude:
+            state_from_bytes(torch_module(self.model), model_path.read_bytes(), source=str(model_path))
+        return self
+
+
+__all__ = [
+    "DEFAULT_MODEL_CONFIG",
+    "SparseExpertTextCategorizer",
+    "make_sparse_expert_textcat",
+    "make_sparse_expert_textcat_multilabel",
+]
