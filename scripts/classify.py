@@ -11,10 +11,15 @@ import spacy
 
 def main(model: str, texts: list[str]) -> None:
     nlp = spacy.load(model)
+    kb = next((pipe.kb for _, pipe in nlp.pipeline if getattr(pipe, "kb", None) is not None), None)
+
+    def name(iri: str) -> str:
+        return kb.label(kb.entity_id(iri)) if kb is not None else iri
+
     for doc in nlp.pipe(texts):
         top = sorted(doc.cats.items(), key=lambda kv: -kv[1])[:3]
         cats = ", ".join(f"{label} {score:.3f}" for label, score in top)
-        ents = ", ".join(f"{span.text} -> {span._.kb_iri.rsplit('/', 1)[-1]}" for span in doc._.kb_entities or [])
+        ents = ", ".join(f"{span.text} -> {name(span._.kb_iri)}" for span in doc._.kb_entities or [])
         print(f"{doc.text[:70]!r}\n    cats: {cats}\n    linked: {ents or '-'}")
 
 

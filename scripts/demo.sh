@@ -23,7 +23,7 @@ echo "== 4. Train on train_small (100 documents) with the KB and the rules"
 "$bin/python" -m spacy train configs/bbc_news.cfg --output "$out/model" \
     --paths.train "$out/corpus/train_small.spacy" --paths.dev "$out/corpus/dev.spacy" \
     --paths.kb "$out/kb" --paths.rules knowledge/rules/news.jsonl \
-    --training.max_steps "${DEMO_STEPS:-300}" --training.eval_frequency 50
+    --training.max_steps "${DEMO_STEPS:-200}" --training.eval_frequency 50
 
 echo "== 5. Evaluate on the held-out test split"
 "$bin/python" -m spacy evaluate "$out/model/model-best" "$out/corpus/test.spacy"
