@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import importlib
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import spacy
 from spacy.tokens import Doc, Span
 
 from spacy_sparse_expert.kb import features as features_module
-from spacy_sparse_expert.kb.compile import import_rdf
 from spacy_sparse_expert.kb.features import FLAG_NAMES, N_FLAGS, DocKnowledge, KnowledgeFeaturizer
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
 from spacy_sparse_expert.kb.rules import RuleSet
 
 EX = "http://example.org/"
@@ -26,16 +22,6 @@ RULES = "\n".join([
     f'{{"id": "team", "kb_type": "{EX}SportsTeam", "labels": {{"sport": 1.0}}, "experts": {{"2": 2.0}}}}',
     f'{{"id": "party", "kb_relation": "{EX}memberOf", "labels": {{"politics": 1.0}}}}',
 ])
-
-
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> KnowledgeBase:
-    return import_rdf([fixtures_dir / "features_kb.ttl"], tmp_path_factory.mktemp("kb") / "kb")
-
-
-@pytest.fixture(scope="module")
-def nlp():
-    return spacy.blank("en")
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 context disambiguation, noise filters; and one check on the real FB15k-237 KB."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -15,16 +14,6 @@ from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
 from spacy_sparse_expert.kb.linker import AliasLinker, LinkerConfig, get_linker
 
 EX = "http://example.org/"
-
-
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> KnowledgeBase:
-    return import_rdf([fixtures_dir / "features_kb.ttl"], tmp_path_factory.mktemp("kb") / "kb")
-
-
-@pytest.fixture(scope="module")
-def nlp():
-    return spacy.blank("en")
 
 
 def links(nlp, kb: KnowledgeBase, text: str, config: LinkerConfig | None = None) -> List[Tuple[str, str]]:

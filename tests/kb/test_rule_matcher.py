@@ -3,31 +3,17 @@ exactly what a whole-doc Matcher finds; rule weights go into the bias matrices."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import spacy
 from spacy.matcher import Matcher
 
 from spacy_sparse_expert.errors import SparseExpertError
-from spacy_sparse_expert.kb.compile import import_rdf
 from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
 from spacy_sparse_expert.kb.rule_matcher import RuleMatcher, csr_gather
 from spacy_sparse_expert.kb.rules import RuleSet
 
 EX = "http://example.org/"
-
-
-@pytest.fixture(scope="module")
-def kb(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> KnowledgeBase:
-    return import_rdf([fixtures_dir / "features_kb.ttl"], tmp_path_factory.mktemp("kb") / "kb")
-
-
-@pytest.fixture(scope="module")
-def nlp():
-    return spacy.blank("en")
 
 
 def hits(nlp, kb, rules: str, text: str, labels=("politics", "sport")):
