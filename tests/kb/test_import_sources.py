@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +22,8 @@ from spacy_sparse_expert.kb import storage
 from spacy_sparse_expert.kb.compile import compile_kb, import_rdf
 
 EX = "http://example.org/"
-OXIGRAPH = shutil.which("oxigraph")
+# The server script sits beside the interpreter when the venv is not activated (as in CI).
+OXIGRAPH = shutil.which("oxigraph") or shutil.which("oxigraph", path=str(Path(sys.executable).parent))
 
 
 def free_port() -> int:
