@@ -72,6 +72,19 @@ class Errors(metaclass=ErrorsWithCodes):
     E044 = "Unknown BBC split(s) {splits}; choose from {known}."
     # --- Distillation ----------------------------------------------------------------
     E050 = "Teacher pipeline {path} cannot be used: {reason}."
+    # --- Reliability: untrusted input and faults -------------------------------------
+    E060 = ("Every labelled subject in {sources} is a blank node ({count} label triple(s)): a blank "
+            "node cannot be an entity, its name does not survive the import. Give the entities IRIs.")
+    E061 = ("{path}: the JSON-LD @context {context} is not inline; remote and file contexts are never "
+            "fetched (that could read local files or reach the network). Put the context object in the file.")
+    E062 = ("Cannot write the KB to {path}: {reason}. A previous KB there is unchanged; check the "
+            "permissions and free space of {parent}, or pick another --output.")
+    E063 = ("Cannot load component {name!r} from {path}: {reason}. The folder is damaged or was not "
+            "written by this version; save the pipeline again (nlp.to_disk).")
+    E064 = ("{path}: RDF/XML in encoding {encoding!r} is refused: it cannot be checked for entity "
+            "declarations. Convert the file to UTF-8.")
+    E065 = ("Cannot read the rules saved in {where}: {reason}. Save the pipeline again with this "
+            "version of spacy-sparse-expert.")
 
 
 class SparseExpertError(ValueError):

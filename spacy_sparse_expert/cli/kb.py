@@ -15,7 +15,7 @@ from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextCol
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import SparseExpertError
+from ..errors import Errors, SparseExpertError
 
 app = typer.Typer(help="Compile RDF knowledge graphs into a KB directory and inspect it.", no_args_is_help=True)
 
@@ -43,8 +43,11 @@ def expand_iri(value: str) -> str:
     return value
 
 
-def _fail(err: Exception) -> None:
-    Console(stderr=True).print(Text(str(err), style="bold red"))
+def _fail(err: Exception | str) -> None:
+    """Print the error (no traceback) and exit 1. Messages quote file content, so control
+    characters are shown escaped rather than sent to the terminal."""
+    text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in str(err))
+    Console(stderr=True).print(Text(text, style="bold red"))
     raise typer.Exit(code=1)
 
 
@@ -100,11 +103,11 @@ def import_cmd(
         "base": base, "format": fmt, "max_candidates": max_candidates, "timeout": timeout,
         "engine": engine, "graph_engine": graph_engine,
     }
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True, quiet=quiet, markup=False)  # paths and KB text are not markup
     try:
         query_text = query.read_text(encoding="utf8") if query else None
-    except OSError as err:
-        _fail(err)
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(Errors.E013.format(path=query, reason=err))
     start = time.perf_counter()
     with Progress(SpinnerColumn(), TextColumn("[bold]Importing RDF"), TextColumn("{task.completed:>12,.0f} triples"),
                   _RateColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
@@ -115,6 +118,10 @@ def import_cmd(
         except SparseExpertError as err:
             progress.stop()
             _fail(err)
+        except OSError as err:  # writing the KB: permissions, disk full, ...
+            progress.stop()
+            target = output.absolute()
+            _fail(Errors.E062.format(path=target, reason=err.strerror or err, parent=target.parent))
     elapsed = time.perf_counter() - start
     counts, timing = kb.meta["counts"], kb.meta["timing"]
     table = Table(title=f"Knowledge base written to {output}", show_header=False)
@@ -142,7 +149,7 @@ def info_cmd(
     if as_json:
         typer.echo(json.dumps(kb.meta, indent=2, ensure_ascii=False))
         return
-    console = Console()
+    console = Console(markup=False)  # labels and IRIs come from the RDF: not markup
     table = Table(title=f"Knowledge base {kb_dir}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
@@ -182,7 +189,7 @@ def lookup_cmd(
     if as_json:
         typer.echo(json.dumps({"query": text, "candidates": rows}, indent=2, ensure_ascii=False))
         return
-    console = Console()
+    console = Console(markup=False)  # labels and IRIs come from the RDF: not markup
     if not rows:
         console.print(f"No entity has the alias {text!r}.")
         return

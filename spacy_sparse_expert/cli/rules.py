@@ -46,7 +46,8 @@ def check(
         if as_json:
             typer.echo(json.dumps({"path": str(file), "ok": False, "error": str(exc)}))
         else:
-            err_console.print(f"[red]{exc}[/red]", markup=True, highlight=False)
+            # Text, not markup: the message quotes paths and file content ("[/x]" would break markup)
+            err_console.print(Text(str(exc), style="red"))
         raise typer.Exit(code=1) from None
     counts = Counter(rule.kind for rule in rules) if not problems else Counter()
     if as_json:

@@ -13,7 +13,7 @@ What counts as what (documented in `kb import --help` too):
   subclass or a label predicate (and is in `relations`, when that is given).
 
 Types per entity are the asserted types plus all superclasses (rdfs:subClassOf closure,
-computed on the condensation of the class graph, so cycles are fine).
+see `hierarchy.py`; cycles are fine).
 
 Alias priors: each (alias, entity) pair gets weight 1.0 from a preferred label predicate
 and 0.5 from skos:altLabel/hiddenLabel, multiplied by a popularity term
@@ -39,6 +39,7 @@ from ..errors import Errors, KBImportError, Warnings
 from . import storage
 from .graph_features import ENGINES as GRAPH_ENGINES
 from .graph_features import compute_graph_features, sorted_unique
+from .hierarchy import superclass_closure
 from .knowledge_base import KnowledgeBase, normalize_alias
 from .rdf_sources import RdfSource, read_quads, resolve_sources, sha256_of, sparql_source
 
@@ -92,6 +93,7 @@ class _Collected:
     labels: list[tuple[int, str, int, int]] = field(default_factory=list)  # node, text, pred rank, lang rank
     other_languages: set[str] = field(default_factory=set)
     n_label_triples: int = 0
+    n_blank_labels: int = 0  # label triples whose subject is a blank node (never entities)
     type_s: array = field(default_factory=lambda: array("q"))
     type_o: array = field(default_factory=lambda: array("q"))
     sub_s: array = field(default_factory=lambda: array("q"))
@@ -162,6 +164,7 @@ def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
             kind = kinds[p] = kind_of(p)
         subject = quad.subject
         if type(subject) is not named:
+            into.n_blank_labels += kind == _LABEL
             continue
         obj = quad.object
         if kind >= _RELATION:
@@ -196,29 +199,6 @@ def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
         progress(n)
 
 
-def _superclasses(n_nodes: int, sub_s: np.ndarray, sub_o: np.ndarray) -> dict[int, frozenset[int]]:
-    """node id -> all strict superclasses (transitive), cycles included via SCCs."""
-    import networkx as nx
-
-    graph = nx.DiGraph()
-    graph.add_edges_from(zip(sub_s.tolist(), sub_o.tolist()))
-    dag = nx.condensation(graph)
-    members = nx.get_node_attributes(dag, "members")
-    above: dict[int, set[int]] = {}
-    for comp in reversed(list(nx.topological_sort(dag))):  # superclasses before subclasses
-        acc: set[int] = set()
-        for sup in dag.successors(comp):
-            acc |= members[sup]
-            acc |= above[sup]
-        above[comp] = acc
-    out: dict[int, frozenset[int]] = {}
-    for comp, nodes in members.items():
-        for node in nodes:
-            # Inside a cycle every member is a superclass of every other member.
-            out[node] = frozenset((above[comp] | nodes) - {node})
-    return out
-
-
 def _csr(rows: np.ndarray, n_rows: int) -> np.ndarray:
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
@@ -231,6 +211,8 @@ def build_kb(col: _Collected, opts: ImportOptions, source_names: Sequence[str]) 
     shown = ", ".join(source_names) if len(source_names) <= 3 else f"{source_names[0]} and {len(source_names) - 1} more"
     if col.n_triples == 0:
         raise KBImportError(Errors.E005.format(sources=shown, fmt=opts.format or "from the extension"))
+    if col.n_label_triples == 0 and col.n_blank_labels:
+        raise KBImportError(Errors.E060.format(sources=shown, count=col.n_blank_labels))
     if col.n_label_triples == 0:
         raise KBImportError(Errors.E006.format(sources=shown, predicates=list(opts.label_predicates)))
     if not col.labels:
@@ -278,9 +260,9 @@ def build_kb(col: _Collected, opts: ImportOptions, source_names: Sequence[str]) 
     class_nodes = np.flatnonzero(is_class)
     node_to_type = np.full(n_nodes, -1, dtype=np.int64)
     node_to_type[class_nodes] = np.arange(class_nodes.size)
-    supers = _superclasses(n_nodes, sub_s, sub_o) if sub_s.size else {}
     ent_of_type = node_to_entity[type_s]
     keep_t = ent_of_type >= 0
+    supers = superclass_closure(sub_s, sub_o, type_o[keep_t].tolist()) if sub_s.size else {}
     direct: dict[int, set[int]] = {}
     for e, c in zip(ent_of_type[keep_t].tolist(), type_o[keep_t].tolist()):
         direct.setdefault(e, set()).add(c)
@@ -479,6 +461,7 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         with storage.import_lock(output):
+            storage.recover(output)  # what an import killed at any point left behind
             kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, **options)
             storage.replace_dir_atomically(output, kb.to_disk)
     except BaseException:

@@ -97,10 +97,44 @@ class KnowledgeBase:
         for array in self._arrays.values():
             array.setflags(write=False)
         self.meta: dict[str, Any] = dict(meta or {})
+        self._check_consistent()
         self._entity_index = {iri: i for i, iri in enumerate(self.entities)}
         self._alias_index = {alias: i for i, alias in enumerate(self.aliases)}
         self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
         self._features.setflags(write=False)
+
+    def _check_consistent(self) -> None:
+        """Raise ValueError unless tables and arrays fit together (every id in range,
+        every CSR index array monotone and of the right length), so that a tampered or
+        damaged KB fails when loaded instead of with an IndexError in some later lookup."""
+        for name in TABLE_NAMES:
+            if not all(isinstance(x, str) for x in getattr(self, name)):
+                raise ValueError(f"table {name!r} holds values that are not strings")
+        n_ent, a = self.n_entities, self._arrays
+        for name, array in a.items():
+            if array.ndim != (2 if name == "graph_features" else 1):
+                raise ValueError(f"array {name!r} has {array.ndim} dimensions")
+        pairs = (("labels", self.labels, n_ent), ("type_labels", self.type_labels, self.n_types),
+                 ("alias_surfaces", self.alias_surfaces, self.n_aliases))
+        for name, table, n in pairs:
+            if len(table) != n:
+                raise ValueError(f"table {name!r} has {len(table)} rows, expected {n}")
+        csr = (("alias_indptr", self.n_aliases, ("alias_entities", "alias_priors")),
+               ("type_indptr", n_ent, ("type_ids", "type_direct")),
+               ("relation_indptr", n_ent, ("relation_predicates", "relation_objects")))
+        for indptr_name, rows, values in csr:
+            indptr, n_values = a[indptr_name], a[values[0]].shape[0]
+            if (indptr.ndim != 1 or indptr.shape[0] != rows + 1 or indptr[0] != 0 or indptr[-1] != n_values
+                    or np.any(np.diff(indptr) < 0) or any(a[v].shape != (n_values,) for v in values)):
+                raise ValueError(f"array {indptr_name!r} does not index {'/'.join(values)}")
+        ids = (("alias_entities", n_ent), ("type_ids", self.n_types), ("relation_predicates", self.n_predicates),
+               ("relation_objects", n_ent))
+        for name, n in ids:
+            if a[name].size and (a[name].min() < 0 or a[name].max() >= n):
+                raise ValueError(f"array {name!r} holds ids outside 0..{n - 1}")
+        if a["graph_features"].shape != (n_ent, self.n_features):
+            raise ValueError(f"array 'graph_features' has shape {a['graph_features'].shape}, "
+                             f"expected {(n_ent, self.n_features)}")
 
     # --- sizes -------------------------------------------------------------------------
 

@@ -1,26 +1,25 @@
 """Where triples come from: RDF files (any common syntax, optionally compressed),
-directories of them, Oxigraph store directories and SPARQL endpoints.
+directories of them, Oxigraph store directories and SPARQL endpoints (`sparql.py`).
 
 Every source is read as a stream of ``pyoxigraph.Quad`` objects: pyoxigraph's Rust
 parsers are the fast path for six syntaxes; rdflib is the fallback (``engine="rdflib"``,
 and always for N3, whose rules pyoxigraph cannot read), its terms converted to the same
-objects. SPARQL CONSTRUCT results are fetched with urllib and parsed by pyoxigraph. Errors are translated into
-coded ``KBImportError`` messages naming the file and line.
+objects. Errors are translated into coded ``KBImportError`` messages naming the file and
+line. Files are untrusted: RDF/XML declaring a DOCTYPE or entities (in whatever encoding
+the XML declares) and JSON-LD naming a remote or file ``@context`` are refused before a
+parser could fetch anything.
 """
 from __future__ import annotations
 
-import base64
 import bz2
+import codecs
 import contextlib
 import gzip
 import hashlib
 import io
+import json
 import lzma
 import re
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import IO, Any, Callable
 import pyoxigraph as ox
 
 from ..errors import Errors, KBImportError
+from .sparql import DEFAULT_CONSTRUCT, check_url, fetch_construct, redact_url
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,6 @@ COMPRESSIONS: dict[str, Callable[[Path], IO[bytes]]] = {
     ".xz": lambda p: lzma.open(p, "rb"),
 }
 ACCEPTED = ", ".join(f"{f.name} ({'/'.join(f.extensions)})" for f in FORMATS)
-# Media types of SPARQL CONSTRUCT responses we can parse.
-_MEDIA_TYPES = {
-    "application/n-triples": "n-triples", "text/plain": "n-triples", "text/turtle": "turtle",
-    "application/rdf+xml": "rdf/xml", "application/ld+json": "json-ld", "application/n-quads": "n-quads",
-    "application/trig": "trig", "text/n3": "n3",
-}
-DEFAULT_CONSTRUCT = "CONSTRUCT { ?s ?p ?o } WHERE { ?s ?p ?o }"
 
 
 def format_by_name(name: str, where: str | Path = "--format") -> RdfFormatInfo:
@@ -136,19 +129,8 @@ def _file_source(path: Path, forced: RdfFormatInfo | None) -> RdfSource:
 
 
 def sparql_source(url: str, query: str | None = None) -> RdfSource:
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise KBImportError(Errors.E008.format(url=redact_url(url), reason="not an http(s) URL"))
+    check_url(url)
     return RdfSource("sparql", url, query=query or DEFAULT_CONSTRUCT)
-
-
-def redact_url(url: str) -> str:
-    """`url` without user:password and without its query string (which may hold API keys)."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -167,7 +149,47 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-_DTD = re.compile(rb"<!\s*(doctype|entity)", re.IGNORECASE)
+_DTD = re.compile(r"<!\s*(doctype|entity)", re.IGNORECASE)
+# Byte signatures of XML documents (XML 1.0 appendix F), longest first.
+_XML_SIGNATURES = (
+    (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\x00<", "utf-32-be"),
+    (b"<\x00\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16"), (b"\xff\xfe", "utf-16"), (b"\x00<", "utf-16-be"),
+    (b"<\x00", "utf-16-le"), (b"\xef\xbb\xbf", "utf-8-sig"),
+)
+_XML_DECL = re.compile(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+
+
+def xml_encoding(head: bytes) -> str:
+    """The encoding an XML parser reads a document starting with `head` in: a byte order
+    mark or signature, else the encoding of the XML declaration, else UTF-8."""
+    for signature, encoding in _XML_SIGNATURES:
+        if head.startswith(signature):
+            return encoding
+    declared = _XML_DECL.match(head)
+    return declared.group(1).decode("ascii").lower() if declared else "utf-8"
+
+
+def declares_dtd(stream: IO[bytes], where: str) -> bool:
+    """Whether an XML byte stream holds a DOCTYPE or an entity declaration.
+
+    The bytes are decoded as an XML parser would decode them, so a declaration written in
+    UTF-16 or a declared single-byte encoding (even EBCDIC) is found as well. Raises E064
+    for an encoding Python cannot decode: the document cannot be checked, so it is refused.
+    """
+    chunk = stream.read(1 << 16)
+    encoding = xml_encoding(chunk)
+    try:
+        decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    except LookupError:
+        raise KBImportError(Errors.E064.format(path=where, encoding=encoding)) from None
+    tail = ""
+    while chunk:
+        text = tail + decoder.decode(chunk)
+        if _DTD.search(text):
+            return True
+        tail = text[-16:]
+        chunk = stream.read(1 << 20)
+    return _DTD.search(tail + decoder.decode(b"", final=True)) is not None
 
 
 def check_xml_safe(source: RdfSource) -> None:
@@ -176,28 +198,74 @@ def check_xml_safe(source: RdfSource) -> None:
     The scan reads only the file itself (decompressed), never what an entity refers
     to, so an external entity pointing at a local file or URL is never dereferenced.
     """
-    tail = b""
     with open_binary(source) as fh:
-        while chunk := fh.read(1 << 20):
-            if _DTD.search(tail + chunk):
-                raise KBImportError(Errors.E003.format(path=source.location))
-            tail = chunk[-16:]
+        if declares_dtd(fh, source.location):
+            raise KBImportError(Errors.E003.format(path=source.location))
+    with open_binary(source) as fh:
+        check_xml_well_formed(fh, source.location)
 
 
-def xml_error_line(source: RdfSource) -> int | None:
-    """Line of the first XML well-formedness error, found with expat (which never loads
-    external entities; DOCTYPEs were refused before). None if the XML is well-formed."""
+def check_jsonld_contexts(source: RdfSource) -> None:
+    """Refuse JSON-LD whose @context (or a context's @import) is a URL or file name.
+
+    rdflib would fetch it: a local file read or a network request chosen by the file.
+    Inline context objects are fine. pyoxigraph never fetches (it reports E061 itself).
+    """
+    try:
+        with open_binary(source) as fh:
+            data = json.load(fh)
+    except RecursionError:
+        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line="?",
+                                               reason="JSON nested too deeply")) from None
+    except json.JSONDecodeError as err:
+        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line=err.lineno,
+                                               reason=err.msg)) from None
+    except ValueError as err:  # not UTF-8, integer too long
+        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line="?", reason=err)) from None
+    todo = [data]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, list):
+            todo.extend(node)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                remote = value if isinstance(value, list) else [value]
+                if key in ("@context", "@import") and any(isinstance(v, str) for v in remote):
+                    context = next(v for v in remote if isinstance(v, str))
+                    raise KBImportError(Errors.E061.format(path=source.location, context=repr(context)[:200]))
+                todo.append(value)
+
+
+def xml_error(stream: IO[bytes]) -> tuple[int, str] | None:
+    """(line, message) of the first XML well-formedness error, found with expat (which
+    never loads external entities; DOCTYPEs were refused before); None if well-formed."""
     import xml.parsers.expat
 
     parser = xml.parsers.expat.ParserCreate()
     try:
-        with open_binary(source) as fh:
-            parser.ParseFile(fh)
+        parser.ParseFile(stream)
     except xml.parsers.expat.ExpatError as err:
-        return int(err.lineno)
+        return int(err.lineno), xml.parsers.expat.ErrorString(err.code)
+    return None
+
+
+def xml_error_line(source: RdfSource) -> int | None:
+    """Line of the first XML well-formedness error of a file source, or None."""
+    try:
+        with open_binary(source) as fh:
+            found = xml_error(fh)
     except (OSError, EOFError):
         return None
-    return None
+    return found[0] if found else None
+
+
+def check_xml_well_formed(data: IO[bytes], where: str) -> None:
+    """pyoxigraph's RDF/XML parser returns the triples before a cut-off (a truncated
+    download would import silently, half of it); expat refuses what is not well-formed."""
+    found = xml_error(data)
+    if found is not None:
+        raise KBImportError(Errors.E002.format(path=where, fmt="rdf/xml", line=found[0],
+                                               reason=f"not well-formed XML: {found[1]}"))
 
 
 @contextlib.contextmanager
@@ -216,30 +284,39 @@ def read_quads(source: RdfSource, *, base_iri: str | None = None, engine: str = 
             if source.kind == "store":
                 yield _store_quads(source)
             elif source.kind == "sparql":
-                data, info = fetch_construct(source.location, source.query or DEFAULT_CONSTRUCT, timeout=timeout)
-                if info.name == "rdf/xml" and _DTD.search(data):  # an endpoint is input too
-                    raise KBImportError(Errors.E003.format(path=where))
+                data, name = fetch_construct(source.location, source.query or DEFAULT_CONSTRUCT, timeout=timeout)
+                info = format_by_name(name)
+                if info.name == "rdf/xml":  # an endpoint is input too
+                    if declares_dtd(io.BytesIO(data), where):
+                        raise KBImportError(Errors.E003.format(path=where))
+                    check_xml_well_formed(io.BytesIO(data), where)
                 yield ox.parse(data, format=info.oxigraph, base_iri=source.location)
             else:
                 assert info is not None
                 if info.name == "rdf/xml":
                     check_xml_safe(source)
+                elif info.name == "json-ld" and engine == "rdflib":
+                    check_jsonld_contexts(source)
                 # N3 goes to rdflib: pyoxigraph rejects N3 formulas with variables (rules),
                 # which rdflib reads as quoted graphs that the compiler then skips.
                 if engine == "rdflib" or info.name == "n3":
                     yield _rdflib_quads(source, base_iri)
-                elif source.compression:
+                elif source.compression or _starts_with_bom(source):
                     # A C-level buffer in front of the Python decompressor: pyoxigraph reads
                     # in small chunks, and GzipFile.read is Python code.
                     raw = stack.enter_context(open_binary(source))
-                    yield ox.parse(io.BufferedReader(raw, 1 << 20), format=info.oxigraph,  # type: ignore[arg-type]
-                                   base_iri=base_iri)
+                    buffered = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
+                    if buffered.peek(3)[:3] == codecs.BOM_UTF8 and info.name != "rdf/xml":
+                        buffered.read(3)  # pyoxigraph's Turtle family takes a BOM for a term
+                    yield ox.parse(buffered, format=info.oxigraph, base_iri=base_iri)  # type: ignore[arg-type]
                 else:
                     yield ox.parse(path=source.location, format=info.oxigraph, base_iri=base_iri)
     except SyntaxError as err:
         reason = err.msg or str(err)
         if "absolute IRI" in reason or "relative" in reason.lower():
             reason += " (relative IRIs need a base: pass --base IRI)"
+        if "LoadDocumentCallback" in reason:  # a JSON-LD @context URL, never fetched
+            raise KBImportError(Errors.E061.format(path=where, context="(a URL or file name)")) from None
         line: int | str | None = err.lineno
         if line is None and info is not None and info.name == "rdf/xml" and source.kind == "file":
             line = xml_error_line(source)  # pyoxigraph's XML errors carry no position
@@ -250,52 +327,17 @@ def read_quads(source: RdfSource, *, base_iri: str | None = None, engine: str = 
         raise KBImportError(Errors.E013.format(path=where, reason=err)) from err
 
 
+def _starts_with_bom(source: RdfSource) -> bool:
+    with open(source.location, "rb") as fh:
+        return fh.read(3) == codecs.BOM_UTF8
+
+
 def _store_quads(source: RdfSource) -> Iterator[ox.Quad]:
     try:
         store = ox.Store.read_only(source.location)
     except OSError as err:
         raise KBImportError(Errors.E013.format(path=source.location, reason=err)) from err
     yield from store.quads_for_pattern(None, None, None, None)
-
-
-def fetch_construct(url: str, query: str, *, timeout: float = 60.0) -> tuple[bytes, RdfFormatInfo]:
-    """POST a CONSTRUCT query (SPARQL 1.1 protocol) and return (body, format of body).
-
-    Credentials in the URL (https://user:pw@host/...) are sent as HTTP basic auth and
-    never stored: sources are recorded with `redact_url`.
-    """
-    parts = urllib.parse.urlsplit(url)
-    clean = urllib.parse.urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""),
-                                     parts.path, parts.query, "")) if parts.hostname else url
-    headers = {
-        "Accept": "application/n-triples, text/turtle;q=0.9, application/rdf+xml;q=0.5",
-        "Content-Type": "application/sparql-query; charset=utf-8",
-        "User-Agent": "spacy-sparse-expert",
-    }
-    if parts.username:
-        token = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
-        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
-    request = urllib.request.Request(clean, data=query.encode("utf8"), headers=headers, method="POST")
-    shown = redact_url(url)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
-            media = response.headers.get_content_type()
-    except urllib.error.HTTPError as err:
-        detail = err.read(500).decode("utf8", "replace").strip()
-        raise KBImportError(Errors.E008.format(url=shown, reason=f"HTTP {err.code} {err.reason}: {detail}")) from err
-    except (socket.timeout, TimeoutError) as err:
-        raise KBImportError(Errors.E008.format(url=shown, reason=f"no answer within {timeout:g} s (timeout)")) from err
-    except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            reason = f"no answer within {timeout:g} s (timeout)"
-        raise KBImportError(Errors.E008.format(url=shown, reason=reason)) from err
-    name = _MEDIA_TYPES.get(media)
-    if name is None:
-        raise KBImportError(Errors.E008.format(url=shown, reason=f"unexpected response type {media!r}; "
-                                               "is the query a CONSTRUCT query?"))
-    return body, format_by_name(name)
 
 
 def _rdflib_quads(source: RdfSource, base_iri: str | None) -> list[ox.Quad]:
@@ -327,11 +369,26 @@ def _rdflib_quads(source: RdfSource, base_iri: str | None) -> list[ox.Quad]:
         triples = graph.quads((None, None, None, None)) if isinstance(graph, rdflib.Dataset) else (
             (s, p, o, None) for s, p, o in graph)
         out = []
-        for s, p, o, _ in triples:
-            subject, obj = _from_rdflib(s), _from_rdflib(o)
-            if subject is not None and obj is not None and isinstance(p, rdflib.URIRef):
-                out.append(ox.Quad(subject, ox.NamedNode(str(p)), obj))
+        try:
+            for s, p, o, _ in triples:
+                subject, obj = _from_rdflib(s), _from_rdflib(o)
+                if type(subject) is ox.Literal:
+                    raise ValueError("a literal cannot be the subject of a triple")
+                if subject is not None and obj is not None and isinstance(p, rdflib.URIRef):
+                    out.append(ox.Quad(subject, ox.NamedNode(str(p)), obj))
+        except ValueError as err:  # rdflib lets through IRIs and strings that RDF forbids
+            term = next((str(t) for t in (s, p, o) if not _converts(t)), str(s))  # else: a literal subject
+            raise KBImportError(Errors.E002.format(path=source.location, fmt=source.fmt.name, line="?",
+                                                   reason=f"{err} in {term[:200]!r}")) from None
     return out
+
+
+def _converts(term: Any) -> bool:
+    try:
+        _from_rdflib(term)
+    except ValueError:
+        return False
+    return True
 
 
 def _from_rdflib(term: Any) -> Any:

@@ -56,6 +56,16 @@ def parse_rules(lines: Iterable[str | bytes], *, source: str = "<string>", kb: K
         except json.JSONDecodeError as exc:
             problems.append(RuleProblem(source, lineno, "", f"invalid JSON at column {exc.colno}: {exc.msg}"))
             continue
+        except RecursionError:
+            problems.append(RuleProblem(source, lineno, "", "invalid JSON: nested too deeply"))
+            continue
+        except ValueError as exc:  # an integer of more than 4300 digits
+            problems.append(RuleProblem(source, lineno, "", f"invalid JSON: {exc}"))
+            continue
+        if "\\u" in text and _has_lone_surrogate(record):
+            problems.append(RuleProblem(source, lineno, "", "a string holds an escaped lone surrogate "
+                                        "(\\ud800-\\udfff), which is not a Unicode character"))
+            continue
         rule = _validate_record(record, source, lineno, seen, problems, kb=kb, labels=labels)
         if rule is not None:
             rules.append(rule)
@@ -249,8 +259,8 @@ def _check_scores(value: Any, name: str, problem: Any, *,
     scores: dict[str, float] = {}
     ok = True
     for key, score in value.items():
-        if not key.strip():
-            problem(name, "has an empty label")
+        if not isinstance(key, str) or not key.strip():  # bytes keys can come from msgpack
+            problem(name, f"has an empty or non-string label {_show(key)}")
             ok = False
         elif labels is not None and key not in labels:
             problem(f"{name}.{key}", f"unknown label; expected one of {', '.join(labels)}")
@@ -267,7 +277,7 @@ def _check_experts(value: Any, problem: Any) -> dict[int, float] | None:
     if isinstance(value, list):  # [0, 2] is short for {"0": 1.0, "2": 1.0}
         experts: dict[int, float] = {}
         for i, index in enumerate(value):
-            if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 10**6:
                 problem(f"experts[{i}]", f"must be a non-negative integer expert index, got {_show(index)}")
                 return None
             if index in experts:
@@ -282,9 +292,12 @@ def _check_experts(value: Any, problem: Any) -> dict[int, float] | None:
     experts = {}
     ok = True
     for key, score in value.items():
-        if not (key.isascii() and key.isdigit()):
+        if not isinstance(key, str) or not (key.isascii() and key.isdigit()):
             problem(f"experts.{key}", "expert keys must be non-negative integers written as strings, "
                     "e.g. \"0\", \"3\"")
+            ok = False
+        elif len(key) > 6:
+            problem(f"experts.{key[:12]}...", "expert index is too large")
             ok = False
         if not _is_finite_number(score):
             problem(f"experts.{key}", f"must be a finite number, got {_show(score)}")
@@ -302,7 +315,10 @@ def read_rule_lines(path: str | Path) -> list[bytes]:
     path = Path(path)
     if not path.is_file():
         raise RuleFileError(Errors.E021.format(path=path))
-    return path.read_bytes().splitlines()
+    try:
+        return path.read_bytes().splitlines()
+    except OSError as err:
+        raise RuleFileError(Errors.E013.format(path=path, reason=err.strerror or err)) from None
 
 
 def _raise_if_problems(problems: list[RuleProblem], path: str) -> None:
@@ -316,7 +332,20 @@ def _raise_if_problems(problems: list[RuleProblem], path: str) -> None:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _has_lone_surrogate(record: Any) -> bool:
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _parse_constant(name: str) -> float:
@@ -333,7 +362,7 @@ def _json_type(value: Any) -> str:
 def _show(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return {True: "Infinity", False: "-Infinity"}[value > 0] if not math.isnan(value) else "NaN"
-    text = json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False, default=repr)  # bytes from msgpack, too
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -30,7 +30,7 @@ from typing import Any, Literal, Protocol
 
 import msgpack
 
-from ..errors import RuleFileError
+from ..errors import Errors, RuleFileError
 
 RuleKind = Literal["phrase", "pattern", "kb_type", "kb_relation"]
 RULE_KINDS: tuple[RuleKind, ...] = ("phrase", "pattern", "kb_type", "kb_relation")
@@ -279,17 +279,17 @@ class RuleSet:
         where = "<bytes>"
         try:
             msg = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except (ValueError, msgpack.UnpackException) as exc:
-            raise RuleFileError(f"Cannot read rules from bytes: {exc}.") from exc
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise RuleFileError(Errors.E065.format(where=where, reason=f"not msgpack ({exc})")) from exc
         if not isinstance(msg, dict) or msg.get("format") != BYTES_FORMAT:
-            raise RuleFileError(f"The bytes do not hold a {BYTES_FORMAT} message.")
+            raise RuleFileError(Errors.E065.format(where=where, reason=f"not a {BYTES_FORMAT} message"))
         if msg.get("version") != BYTES_VERSION:
-            raise RuleFileError(f"Rules bytes have version {msg.get('version')!r}; this version reads "
-                                f"{BYTES_VERSION}. Save the rules again with this version.")
+            raise RuleFileError(Errors.E065.format(where=where, reason=f"format version {msg.get('version')!r}, "
+                                                   f"this version reads {BYTES_VERSION}"))
         source = msg.get("source") if isinstance(msg.get("source"), str) else ""
         records = msg.get("rules")
         if not isinstance(records, list):
-            raise RuleFileError("Rules bytes have no list of rules.")
+            raise RuleFileError(Errors.E065.format(where=where, reason="no list of rules"))
         rules: list[Rule] = []
         problems: list[RuleProblem] = []
         seen: dict[str, int] = {}

@@ -8,16 +8,27 @@ A KB directory holds three files:
                       with ``allow_pickle=False``, so a tampered file cannot run code
 
 Nothing here is pickled. ``to_bytes`` packs the same three parts into one msgpack blob.
+
+Replacing a KB directory is atomic for readers and safe under SIGKILL at any point: the
+new KB is written to a temporary directory beside the output and swapped in with one
+``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two renames, a window that `recover`
+closes on the next import). Whatever a killed import left behind is removed by the next
+import into the same directory, under the same lock.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import json
 import os
+import re
 import shutil
+import struct
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -48,6 +59,13 @@ def write_parts(path: Path, meta: Mapping[str, Any], tables: Tables, arrays: Arr
         np.savez(fh, **arrays)
 
 
+# What reading damaged files raises: json, msgpack, numpy and zipfile (which reports an
+# unknown compression method as NotImplementedError and an "encrypted" flag as RuntimeError).
+_DAMAGED = (ValueError, TypeError, KeyError, OSError, EOFError, MemoryError, OverflowError, RuntimeError,
+            NotImplementedError, struct.error, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile,
+            msgpack.UnpackException)
+
+
 def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
     """Read and check the three KB files of directory `path`. Raises KBFormatError."""
     path = Path(path)
@@ -61,12 +79,21 @@ def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
         check_version(meta, path)
         tables = msgpack.unpackb((path / TABLES_FILE).read_bytes(), raw=False)
         with np.load(path / ARRAYS_FILE, allow_pickle=False) as npz:
+            _check_not_a_bomb(npz.zip)
             arrays = {name: npz[name] for name in npz.files}
     except KBFormatError:
         raise
-    except (ValueError, OSError, msgpack.ExtraData, msgpack.FormatError, KeyError) as err:
+    except _DAMAGED as err:
         raise KBFormatError(Errors.E009.format(path=path, reason=f"unreadable file ({err})")) from err
     return meta, tables, arrays
+
+
+def _check_not_a_bomb(archive: zipfile.ZipFile) -> None:
+    """`kb import` stores arrays uncompressed; a member that inflates a hundredfold to
+    more than 64 MiB is a zip bomb planted in place of arrays.npz."""
+    for info in archive.infolist():
+        if info.file_size > max(100 * info.compress_size, 1 << 26):
+            raise ValueError(f"{info.filename} would inflate to {info.file_size:,} bytes")
 
 
 def check_version(meta: Mapping[str, Any], path: Path | str) -> None:
@@ -105,7 +132,7 @@ def parts_from_bytes(data: bytes) -> tuple[dict[str, Any], Tables, Arrays]:
         return meta, msg["tables"], arrays
     except KBFormatError:
         raise
-    except (ValueError, TypeError, KeyError, msgpack.ExtraData, msgpack.FormatError) as err:
+    except _DAMAGED as err:
         raise KBFormatError(Errors.E009.format(path="<bytes>", reason=f"not a serialised KB ({err})")) from err
 
 
@@ -157,12 +184,53 @@ def looks_like_kb(path: Path) -> bool:
     return (path / META_FILE).is_file()
 
 
+def _stale_name(output: Path) -> re.Pattern[str]:
+    # mkdtemp's 8-character suffix: `.kb.tmp-abc` (an output's own name) never matches.
+    return re.compile(rf"\.{re.escape(output.name)}\.(tmp|old)-[A-Za-z0-9_]{{8}}")
+
+
+def recover(output: Path) -> None:
+    """Clean up after an import into `output` that was killed. Call under `import_lock`.
+
+    If `output` is missing but a KB renamed aside (`.NAME.old-*`) exists, the kill came
+    between the two renames of the fallback swap: the previous KB is put back. Then every
+    leftover temporary directory of `output` is removed.
+    """
+    stale = [p for p in output.parent.iterdir() if _stale_name(output).fullmatch(p.name) and p.is_dir()]
+    if not output.exists():
+        aside = sorted((p for p in stale if ".old-" in p.name and looks_like_kb(p)), key=lambda p: p.stat().st_mtime)
+        if aside:
+            os.rename(aside[-1], output)
+            stale.remove(aside[-1])
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE). RETURNS False
+    where the system or file system cannot, and nothing was changed."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 def replace_dir_atomically(output: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a fresh directory beside `output`, then swap it into place.
 
     If `write` fails, `output` is untouched and the temporary directory is removed. An
-    existing KB at `output` is renamed aside, the new one renamed in, and only then the
-    old one deleted; if the second rename fails the old one is put back.
+    existing KB at `output` is exchanged with the new one in one atomic step and then
+    deleted; without RENAME_EXCHANGE it is renamed aside, the new one renamed in (the old
+    one is put back if that fails) and only then the old one deleted.
     """
     if output.exists() and not output.is_dir():
         raise KBImportError(Errors.E014.format(path=output, reason="it is a file"))
@@ -175,6 +243,9 @@ def replace_dir_atomically(output: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if output.exists() and exchange(tmp, output):
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the previous KB
+        return
     old: Path | None = None
     if output.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{output.name}.old-", dir=output.parent))

@@ -94,13 +94,14 @@ _ASSIGNS = ["doc.cats", "doc._.kb_entities", "doc._.rule_hits"]
         "store_routing": False,
         "load_balancing_weight": 0.01,
         "z_loss_weight": 0.001,
+        "max_batch_tokens": 100_000,
         "scorer": {"@scorers": "spacy-sparse-expert.textcat_scorer.v1"},
     },
     default_score_weights=_SCORE_WEIGHTS,
 )
 def make_sparse_expert_textcat(
     nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
-    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable],
+    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
 ) -> "SparseExpertTextCategorizer":
     """Exclusive classes (softmax): exactly one label per document.
 
@@ -110,11 +111,15 @@ def make_sparse_expert_textcat(
         knowledge input off (the model is the same otherwise).
     store_routing (bool): record per-token experts and weights in ``doc._.routing``.
     load_balancing_weight, z_loss_weight (float): weights of the MoE auxiliary losses.
+    max_batch_tokens (int): predict in parts of at most this many tokens (a longer doc is
+        a part of its own), so memory stays bounded when long docs (up to nlp.max_length,
+        1,000,000 characters) share a batch; 0 = no limit. Scores change only by float
+        rounding (without capacity_factor).
     """
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=True, threshold=threshold, use_knowledge=use_knowledge,
         store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer,
+        scorer=scorer, max_batch_tokens=max_batch_tokens,
     )
 
 
@@ -128,20 +133,21 @@ def make_sparse_expert_textcat(
         "store_routing": False,
         "load_balancing_weight": 0.01,
         "z_loss_weight": 0.001,
+        "max_batch_tokens": 100_000,
         "scorer": {"@scorers": "spacy-sparse-expert.textcat_multilabel_scorer.v1"},
     },
     default_score_weights=_SCORE_WEIGHTS,
 )
 def make_sparse_expert_textcat_multilabel(
     nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
-    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable],
+    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
 ) -> "SparseExpertTextCategorizer":
     """Independent labels (sigmoid); a label counts as predicted at score >= threshold.
     The other settings are those of ``sparse_expert_textcat``."""
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=False, threshold=threshold, use_knowledge=use_knowledge,
         store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer,
+        scorer=scorer, max_batch_tokens=max_batch_tokens,
     )
 
 
@@ -161,12 +167,17 @@ class SparseExpertTextCategorizer(TrainablePipe):
         load_balancing_weight: float = 0.01,
         z_loss_weight: float = 0.001,
         scorer: Optional[Callable] = None,
+        max_batch_tokens: int = 100_000,
     ) -> None:
         self.vocab = vocab
         self.model = model
         self.name = name
         self._rehearsal_model = None
         self.scorer = scorer
+        if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 0:
+            raise ValueError(Errors.E033.format(key="max_batch_tokens", value=max_batch_tokens,
+                                                reason="use a whole number of tokens >= 0 (0 = no limit)"))
+        self.max_batch_tokens = max_batch_tokens
         self.cfg: Dict[str, Any] = {
             "labels": [],
             "threshold": threshold,
@@ -285,9 +296,16 @@ class SparseExpertTextCategorizer(TrainablePipe):
         docs = list(docs)
         if self.featurizer is None:
             raise ValueError(Errors.E030.format(name=self.name))
-        scores = self.model.predict(docs)
-        routing = self.model.layers[0].attrs["routing"] if self.store_routing else None
-        return {"scores": self.model.ops.to_numpy(scores), "routing": routing}
+        parts = _token_batches(docs, self.max_batch_tokens)
+        if len(parts) == 1:
+            scores = self.model.predict(docs)
+            routing = self.model.layers[0].attrs["routing"] if self.store_routing else None
+            return {"scores": self.model.ops.to_numpy(scores), "routing": routing}
+        outputs = [self.predict(part) for part in parts]
+        routing = None
+        if self.store_routing:
+            routing = tuple(np.concatenate([out["routing"][i] for out in outputs]) for i in (0, 1))
+        return {"scores": np.concatenate([out["scores"] for out in outputs]), "routing": routing}
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Dict[str, Any]) -> None:
         docs = list(docs)
@@ -383,13 +401,33 @@ class SparseExpertTextCategorizer(TrainablePipe):
 
     # --- serialization -----------------------------------------------------------------
 
-    def _knowledge_from(self, kb: Optional[KnowledgeBase], rules: Optional[RuleSet]) -> None:
+    def _knowledge_from(self, kb: Optional[KnowledgeBase], rules: Optional[RuleSet], where: Any) -> None:
         self.set_knowledge(kb, rules)
         for key in ("n_knowledge_ids", "n_dense"):
             if self.cfg.get(key) is not None and self.cfg[key] != self.model.attrs[key]:
-                raise ValueError(Errors.E032.format(
-                    path=self.name, reason=f"saved {key}={self.cfg[key]}, the saved KB and rules give "
-                                           f"{self.model.attrs[key]}"))
+                raise ValueError(Errors.E063.format(
+                    name=self.name, path=where, reason=f"cfg says {key}={self.cfg[key]}, the saved kb and rules "
+                                                       f"give {self.model.attrs[key]}: one is missing or replaced"))
+
+    def _load_cfg(self, read: Callable[[], Any], where: Any) -> None:
+        """Update cfg from `read()`, refusing what `to_disk`/`to_bytes` cannot have written."""
+        try:
+            cfg = read()
+        except (ValueError, OSError) as err:  # UnicodeDecodeError too, e.g. a planted pickle
+            reason = f"cfg is not JSON ({err})"
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=reason)) from None
+        labels = cfg.get("labels") if isinstance(cfg, dict) else None
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason="cfg has no list of labels"))
+        if not all(isinstance(cfg.get(k), (int, type(None))) for k in ("n_knowledge_ids", "n_dense")):
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason="cfg sizes are not integers"))
+        self.cfg.update(cfg)
+
+    def _load_vocab(self, load: Callable[[], Any], where: Any) -> None:
+        try:
+            load()
+        except Exception as err:  # noqa: BLE001 - spaCy's decoders raise many types for damaged data
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"bad vocab ({err})")) from None
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         serialize: Dict[str, Callable[[], Any]] = {
@@ -404,17 +442,25 @@ class SparseExpertTextCategorizer(TrainablePipe):
         return util.to_bytes(serialize, exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
-        msg = srsly.msgpack_loads(bytes_data)
-        if "cfg" in msg and "cfg" not in exclude:
-            self.cfg.update(srsly.json_loads(msg["cfg"]))
+        where = f"{self.name} (bytes)"
+        try:
+            msg = srsly.msgpack_loads(bytes_data)
+        except Exception as err:  # noqa: BLE001 - whatever the decoder raises, the bytes are not ours
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"not msgpack ({err})")) from None
+        missing = [key for key in ("cfg", "model") if key not in exclude and key not in msg] if isinstance(
+            msg, dict) else ["cfg", "model"]
+        if missing:
+            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"no {' or '.join(missing)}"))
+        if "cfg" not in exclude:
+            self._load_cfg(lambda: srsly.json_loads(msg["cfg"]), where)
         if "vocab" in msg and "vocab" not in exclude:
-            self.vocab.from_bytes(msg["vocab"], exclude=exclude)
+            self._load_vocab(lambda: self.vocab.from_bytes(msg["vocab"], exclude=exclude), where)
         kb = KnowledgeBase.from_bytes(msg["kb"]) if msg.get("kb") is not None else None
         rules = RuleSet.from_bytes(msg["rules"]) if msg.get("rules") is not None else None
-        self._knowledge_from(kb, rules)
+        self._knowledge_from(kb, rules, where)
         self._init_model()
-        if "model" in msg and "model" not in exclude:
-            state_from_bytes(torch_module(self.model), msg["model"], source=f"{self.name} (bytes)")
+        if "model" not in exclude:
+            state_from_bytes(torch_module(self.model), msg["model"], source=where)
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
@@ -432,18 +478,39 @@ class SparseExpertTextCategorizer(TrainablePipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
         path = util.ensure_path(path)
-        if (path / "cfg").exists() and "cfg" not in exclude:
-            self.cfg.update(srsly.read_json(path / "cfg"))
+        # cfg and weights are always written; loading without them would give a model
+        # with random weights that predicts without complaint.
+        missing = [name for name in ("cfg", "model") if name not in exclude and not (path / name).is_file()]
+        if missing:
+            reason = f"{' and '.join(missing)} missing (or not a file)"
+            raise ValueError(Errors.E063.format(name=self.name, path=path, reason=reason))
+        if "cfg" not in exclude:
+            self._load_cfg(lambda: srsly.read_json(path / "cfg"), path / "cfg")
         if (path / "vocab").exists() and "vocab" not in exclude:
-            self.vocab.from_disk(path / "vocab", exclude=exclude)
+            self._load_vocab(lambda: self.vocab.from_disk(path / "vocab", exclude=exclude), path / "vocab")
         kb = KnowledgeBase.from_disk(path / "kb") if (path / "kb").exists() else None
         rules = RuleSet.from_disk(path / "rules") if (path / "rules").exists() else None
-        self._knowledge_from(kb, rules)
+        self._knowledge_from(kb, rules, path)
         self._init_model()
         model_path = path / "model"
-        if model_path.exists() and "model" not in exclude:
+        if "model" not in exclude:
             state_from_bytes(torch_module(self.model), model_path.read_bytes(), source=str(model_path))
         return self
+
+
+def _token_batches(docs: List[Doc], max_tokens: int) -> List[List[Doc]]:
+    """`docs` in order, cut into runs of at most `max_tokens` tokens (one run if 0)."""
+    if not max_tokens or sum(len(doc) for doc in docs) <= max_tokens:
+        return [docs]
+    parts: List[List[Doc]] = [[]]
+    size = 0
+    for doc in docs:
+        if parts[-1] and size + len(doc) > max_tokens:
+            parts.append([])
+            size = 0
+        parts[-1].append(doc)
+        size += len(doc)
+    return parts
 
 
 __all__ = [
