@@ -126,6 +126,9 @@ def build_moe_textcat_v1(
     pooling: str = "attention",
     bow_rows: int = 262144,
     ngram_size: int = 2,
+    bow_scale: float = 1.0,
+    path_dropout: float = 0.0,
+    knowledge_bow: bool = False,
     dropout: float = 0.1,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Floats2d]:
@@ -140,6 +143,13 @@ def build_moe_textcat_v1(
     pooling (str): "attention" or "mean_max".
     bow_rows (int): hashed bag-of-n-grams rows for the linear path (0 = off).
     ngram_size (int): longest n-gram of that path.
+    bow_scale (float): the linear path's weights are stored divided by this, so under
+        Adam they learn bow_scale times faster than the rest of the model (a sparse
+        TF-IDF linear model wants a ~10x higher learning rate than the encoder).
+    path_dropout (float): training-time probability of dropping a document's MoE and
+        rule logits so the linear path alone must classify it (0 = off).
+    knowledge_bow (bool): add a linear path over each document's bag of knowledge ids
+        (entity types, relation predicates, rule hits); empty without knowledge.
     dropout (float).
     nO (Optional[int]): number of labels; set by the component.
     """
@@ -149,6 +159,8 @@ def build_moe_textcat_v1(
         ("capacity_factor", capacity_factor, capacity_factor is None or capacity_factor > 0,
          "use a positive number, or null for dropless"),
         ("ngram_size", ngram_size, ngram_size >= 1, "use 1 or more"),
+        ("bow_scale", bow_scale, bow_scale > 0, "use a positive number"),
+        ("path_dropout", path_dropout, 0.0 <= path_dropout < 1.0, "use a probability in [0, 1)"),
     ]:
         if not ok:
             raise ValueError(Errors.E033.format(key=key, value=value, reason=reason))
@@ -168,6 +180,9 @@ def build_moe_textcat_v1(
             n_dense=model.attrs["n_dense"],
             pooling=pooling,
             bow_rows=bow_rows,
+            bow_scale=bow_scale,
+            path_dropout=path_dropout,
+            knowledge_bow=knowledge_bow,
             exclusive=exclusive_classes,
             dropout=dropout,
         )

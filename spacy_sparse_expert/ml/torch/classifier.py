@@ -58,6 +58,14 @@ class MoEDocClassifier(nn.Module):
     n_dense (int): dense knowledge features per token.
     pooling (str): "attention" or "mean_max".
     bow_rows (int): rows of the hashed bag-of-n-grams table (0 disables the path).
+    bow_scale (float): multiplier on that table's output; with Adam it acts as a
+        learning-rate multiplier for the linear path.
+    path_dropout (float): in training, the probability that a document's encoder/MoE
+        and rule logits are dropped so that only the linear path predicts it; keeps the
+        linear path a classifier of its own after the MoE path has fitted the data.
+    knowledge_bow (bool): a second linear path over each document's bag of knowledge
+        ids (the types, relation predicates, rule hits and flags of its tokens), TF
+        sublinear and L2-normalised, scaled like the n-gram path.
     exclusive (bool): softmax over labels (True) or independent sigmoids.
     dropout (float).
 
@@ -81,6 +89,9 @@ class MoEDocClassifier(nn.Module):
         n_dense: int = 0,
         pooling: str = "attention",
         bow_rows: int = 262144,
+        bow_scale: float = 1.0,
+        path_dropout: float = 0.0,
+        knowledge_bow: bool = False,
         exclusive: bool = True,
         dropout: float = 0.1,
     ) -> None:
@@ -106,6 +117,11 @@ class MoEDocClassifier(nn.Module):
             # starts at zero, like spaCy's SparseLinear in TextCatBOW
             self.bow = nn.EmbeddingBag(bow_rows, n_labels, mode="sum")
             nn.init.zeros_(self.bow.weight)
+        self.bow_scale = float(bow_scale)
+        self.path_dropout = float(path_dropout)
+        self.know_bow: Optional[nn.Parameter] = None
+        if knowledge_bow:
+            self.know_bow = nn.Parameter(torch.zeros(max(1, n_knowledge_ids), n_labels))
         # inverse document frequency per hashed n-gram, fitted on the training docs by
         # set_bow_idf; ones = a binary bag. Each doc's bag is L2-normalised (TF-IDF).
         self.register_buffer("bow_idf", torch.ones(max(bow_rows, 1)))
@@ -144,14 +160,19 @@ class MoEDocClassifier(nn.Module):
                 if i == 0:
                     indices, weights = out.expert_indices, out.expert_weights
         logits = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
-        if self.bow is not None:
-            logits = logits + self.bow(bow_ids, bow_offsets, per_sample_weights=self._bow_weights(
-                bow_ids, bow_offsets, bow_weights.to(logits.dtype), n_docs))
         # rule label biases are sums over hits and grow with document length (BBC: median
         # 20, up to ~75); log-compressing them keeps long documents from drowning the
         # learned paths while the sign and order of the rule votes stay.
         label_bias = label_bias.to(logits.dtype)
         logits = logits + self.label_bias_scale * torch.sign(label_bias) * torch.log1p(label_bias.abs())
+        if self.bow is not None:
+            if self.training and self.path_dropout > 0.0:
+                keep = torch.rand(n_docs, 1, device=logits.device) >= self.path_dropout
+                logits = logits * keep.to(logits.dtype)
+            logits = logits + self.bow_scale * self.bow(bow_ids, bow_offsets, per_sample_weights=self._bow_weights(
+                bow_ids, bow_offsets, bow_weights.to(logits.dtype), n_docs))
+        if self.know_bow is not None and know_ids.numel():
+            logits = logits + self.bow_scale * self._knowledge_bag(know_ids, know_offsets, doc_index, n_docs)
         scores = _ProbsFromLogits.apply(logits, self.exclusive)
         return ClassifierOutput(scores, aux, indices, weights)
 
@@ -162,6 +183,20 @@ class MoEDocClassifier(nn.Module):
         doc = torch.repeat_interleave(torch.arange(n_docs, device=ids.device), counts)
         norm = w.new_zeros(n_docs).index_add(0, doc, w * w).sqrt().clamp_min(1e-12)
         return w / norm[doc]
+
+    def _knowledge_bag(self, ids: Tensor, offsets: Tensor, doc_index: Tensor, n_docs: int) -> Tensor:
+        """(B, L): each document's knowledge ids counted, weighted 1 + log(count),
+        L2-normalised, times the learned (n_ids, L) table."""
+        assert self.know_bow is not None
+        n_ids = self.know_bow.shape[0]
+        per_token = torch.diff(offsets, append=offsets.new_full((1,), ids.shape[0]))
+        doc = doc_index[torch.repeat_interleave(torch.arange(offsets.shape[0], device=ids.device), per_token)]
+        keys, counts = torch.unique(doc * n_ids + ids, return_counts=True)
+        doc_u, id_u = keys // n_ids, keys % n_ids
+        w = 1.0 + torch.log(counts.to(self.know_bow.dtype))
+        norm = w.new_zeros(n_docs).index_add(0, doc_u, w * w).sqrt().clamp_min(1e-12)
+        w = w / norm[doc_u]
+        return self.know_bow.new_zeros(n_docs, self.n_labels).index_add(0, doc_u, self.know_bow[id_u] * w[:, None])
 
     @torch.no_grad()
     def set_bow_idf(self, doc_freq: Tensor, n_docs: int) -> None:
