@@ -85,6 +85,26 @@ class Errors(metaclass=ErrorsWithCodes):
             "declarations. Convert the file to UTF-8.")
     E065 = ("Cannot read the rules saved in {where}: {reason}. Save the pipeline again with this "
             "version of spacy-sparse-expert.")
+    # --- Distillation trainer (distill/) ---------------------------------------------
+    E070 = ("Student config {path} has no sparse_expert_textcat or sparse_expert_textcat_multilabel "
+            "component (its pipeline: {pipeline}). Start from configs/distill.cfg.")
+    E071 = ("Teacher {teacher} and student config {student} do not fit together: {reason}. "
+            "Use a student component of the same kind as the teacher's.")
+    E072 = "Distillation setting [distill] {key}={value!r} is invalid: {reason}."
+    E073 = ("No training documents: {reason}. Pass --train FILE.spacy (gold cats) and/or "
+            "--unlabelled FILE.jsonl (teacher labels only).")
+    E074 = ("{path}, line {line}: {reason}. Each line of an unlabelled file must be a JSON object "
+            "with a non-empty \"text\".")
+    E075 = ("Training documents {path} do not match the teacher: {reason}. Distil on data with the "
+            "teacher's labels ({labels}).")
+    E076 = ("Router matching (router_weight={weight}) needs student experts taken from the teacher's, "
+            "but {reason}. Set [distill] router_weight = 0, or give the student the teacher's encoder "
+            "width and init_from_teacher = true.")
+    E077 = "Pruning setting {key}={value!r} leaves nothing to keep: {reason}."
+    E078 = ("Output directory {path} exists and is not a pipeline written by distillation or an "
+            "empty directory. Pick another --output or remove it.")
+    E079 = ("Component {name!r} was quantised to int8 for CPU inference (quantize_pipeline); a "
+            "quantised model is never saved. Save the float pipeline: load it again with spacy.load.")
 
 
 class SparseExpertError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from .data import app as data_app
+from .distill import app as distill_app
 from .kb import app as kb_app
 from .rules import app as rules_app
 
@@ -16,6 +17,7 @@ app = typer.Typer(
 app.add_typer(kb_app, name="kb")
 app.add_typer(rules_app, name="rules")
 app.add_typer(data_app, name="data")
+app.add_typer(distill_app)  # one command, at the top level: `sparse-expert distill`
 
 if __name__ == "__main__":  # pragma: no cover
     app()

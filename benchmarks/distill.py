@@ -1,0 +1,184 @@
+"""Benchmark: distil a big BBC News teacher into a small student, against the same
+student trained without the teacher.
+
+    python benchmarks/distill.py                    # teacher (reused if trained), both students, measure
+    python benchmarks/distill.py --retrain-teacher  # train the teacher again first
+
+- ``teacher``: ``configs/bbc_news_teacher.cfg`` (16 experts, top-2, width-128 hashed
+  encoder, knowledge on: FB15k-237 KB + knowledge/rules/news.jsonl), trained with
+  ``python -m spacy train`` on ``train`` with ``dev`` for model selection (model-best).
+- ``student``: ``sparse-expert distill`` with ``configs/distill.cfg`` (4 experts, top-1,
+  one window block; seeded from the teacher, KD loss, pruning, fine-tuning), on
+  ``train`` with ``dev`` for model selection.
+- ``student_no_teacher``: the same config and trainer with alpha = 0 (gold labels only),
+  init_from_teacher = false and no crops (nobody to label them), trained for as many
+  optimizer steps (epochs times 1 + augment_crops): nothing of the teacher's weights or
+  predictions reaches it (it gets the same rules, which are inputs, not learned).
+
+Each is measured in this one process, one after another, on ``test``: params (torch
+classifier parameters), disk_bytes (the pipeline folder), words_per_second (whitespace
+words of the test texts / seconds of one ``nlp.pipe`` pass from raw text, best of 3
+after a warm-up, one torch thread), macro_f1 (sklearn, argmax of doc.cats), accuracy.
+Training runs use one torch thread (the machine is shared).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # also for the `spacy train` subprocess
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import bbc  # noqa: E402  (corpus, KB, spacy train and scoring helpers of the BBC benchmark)
+
+RESULTS = REPO / "benchmarks" / "results" / "distill.json"
+TEACHER_CONFIG = REPO / "configs" / "bbc_news_teacher.cfg"
+STUDENT_CONFIG = REPO / "configs" / "distill.cfg"
+NO_TEACHER = {"distill.alpha": 0.0, "distill.init_from_teacher": False, "distill.router_weight": 0.0,
+              "distill.augment_crops": 0}
+NOTES = (
+    "BBC News, fixed split (train 1558, dev 222, test 445). teacher: configs/bbc_news_teacher.cfg trained "
+    "with `python -m spacy train` (dev for model-best). student: `sparse-expert distill` with "
+    "configs/distill.cfg (teacher-seeded, KD loss, pruning + fine-tuning, dev for epoch selection). "
+    "student_no_teacher: same config and trainer with alpha=0 and init_from_teacher=false. All measured "
+    "in one process on test: params = torch classifier parameters; disk_bytes = pipeline folder (the "
+    "copied KB included); words_per_second = whitespace words / seconds of one nlp.pipe pass over the test "
+    "texts (tokenization included), best of 3 after a warm-up, 1 torch thread, 2-core machine shared "
+    "with other jobs; macro_f1 = sklearn f1_score(average='macro'), prediction = argmax of doc.cats."
+)
+
+
+def no_teacher_overrides(config: Path) -> Dict[str, Any]:
+    """NO_TEACHER, with as many optimizer steps as the distilled student gets from its
+    teacher-labelled crops (epochs * (1 + augment_crops))."""
+    from spacy_sparse_expert.distill import DistillSettings, load_student_config
+
+    settings = DistillSettings.from_config(load_student_config(config))
+    factor = 1 + settings.augment_crops
+    return {**NO_TEACHER, "distill.epochs": settings.epochs * factor,
+            "distill.prune.finetune_epochs": settings.prune.finetune_epochs * factor}
+
+
+def train_teacher(work: Path, corpus: Dict[str, Path], kb: Path, rules: Path) -> Dict[str, Any]:
+    out = work / "distill" / "teacher"
+    overrides = ["--paths.train", str(corpus["train"].with_suffix(".spacy")),
+                 "--paths.dev", str(corpus["dev"].with_suffix(".spacy")),
+                 "--paths.kb", str(kb), "--paths.rules", str(rules)]
+    info = bbc.train_spacy(TEACHER_CONFIG, out, work / "distill" / "teacher.log", overrides)
+    (work / "distill" / "teacher_train.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf8")
+    return info
+
+
+def run_student(teacher: Path, output: Path, corpus: Dict[str, Path], config: Path,
+                overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    from spacy_sparse_expert.distill import distill
+
+    start = time.perf_counter()
+    result = distill(teacher, output, config=config, train=corpus["train"].with_suffix(".spacy"),
+                     dev=corpus["dev"].with_suffix(".spacy"), overrides=overrides, measure=False)
+    info = result.to_dict()
+    info["train_seconds"] = round(time.perf_counter() - start, 1)
+    return info
+
+
+def measure(path: Path, test: list[dict[str, Any]]) -> Dict[str, Any]:
+    import spacy
+
+    from spacy_sparse_expert.distill.evaluate import count_words
+    from spacy_sparse_expert.distill.pipelines import dir_bytes, find_component
+    from spacy_sparse_expert.ml.architectures import torch_module
+
+    nlp = spacy.load(path)
+    name = find_component(nlp)
+    texts = [d["text"] for d in test]
+
+    def predict(batch: list[str]) -> list[str]:
+        return [bbc.argmax_cats(doc.cats) for doc in nlp.pipe(batch, batch_size=nlp.batch_size)]
+
+    wps, preds = bbc.best_throughput(predict, texts)
+    scores = bbc.score([d["label"] for d in test], preds)
+    return {"params": sum(p.numel() for p in torch_module(nlp.get_pipe(name).model).parameters()),
+            "disk_bytes": dir_bytes(path), "words_per_second": round(wps), "macro_f1": round(scores["macro_f1"], 4),
+            "accuracy": round(scores["accuracy"], 4), "words": count_words(texts)}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--retrain-teacher", action="store_true", help="train the teacher even if it exists")
+    p.add_argument("--student-config", type=Path, default=STUDENT_CONFIG)
+    p.add_argument("--rules", type=Path, default=bbc.DEFAULT_RULES)
+    p.add_argument("--skip-training", action="store_true", help="only measure the pipelines already trained")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    work = args.work.resolve()
+    corpus = bbc.prepare_corpus(work / "corpus")
+    kb = bbc.ensure_kb(None, work)
+    teacher = work / "distill" / "teacher" / "model-best"
+    student, baseline = work / "distill" / "student", work / "distill" / "student_no_teacher"
+    runs: Dict[str, Any] = {}
+    if not args.skip_training:
+        if args.retrain_teacher or not (teacher / "meta.json").exists():
+            print("== teacher", flush=True)
+            train_teacher(work, corpus, kb, args.rules)
+        for name, out, overrides in (("student", student, None), ("student_no_teacher", baseline,
+                                                                  no_teacher_overrides(args.student_config))):
+            print(f"== {name}", flush=True)
+            runs[name] = run_student(teacher, out, corpus, args.student_config, overrides)
+            (work / "distill" / f"{name}_run.json").write_text(json.dumps(runs[name], indent=2) + "\n",
+                                                               encoding="utf8")
+    test = bbc.read_jsonl(corpus["test"].with_suffix(".jsonl"))
+    data: Dict[str, Any] = {}
+    for name, path in (("teacher", teacher), ("student", student), ("student_no_teacher", baseline)):
+        print(f"== measure {name}", flush=True)
+        data[name] = measure(path, test)
+        print(json.dumps(data[name]), flush=True)
+    teacher_train = work / "distill" / "teacher_train.json"
+    if teacher_train.exists():
+        info = json.loads(teacher_train.read_text(encoding="utf8"))
+        data["teacher"]["train_seconds"] = round(info["train_seconds"], 1)
+        data["teacher"]["command"] = info.get("command")
+    for name in ("student", "student_no_teacher"):
+        run_file = work / "distill" / f"{name}_run.json"
+        if run_file.exists():
+            run = json.loads(run_file.read_text(encoding="utf8"))
+            data[name]["train_seconds"] = run.get("train_seconds")
+            data[name]["pruning"] = run.get("pruning")
+            data[name]["transfer"] = run.get("transfer")
+            data[name]["epochs"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                                    for row in run.get("history", [])]
+    t, s, b = data["teacher"], data["student"], data["student_no_teacher"]
+    data["goals"] = {
+        "speedup_vs_teacher": round(s["words_per_second"] / t["words_per_second"], 2),
+        "param_reduction": round(1 - s["params"] / t["params"], 3),
+        "f1_gap_points": round(100 * (t["macro_f1"] - s["macro_f1"]), 2),
+        "f1_gain_over_no_teacher_points": round(100 * (s["macro_f1"] - b["macro_f1"]), 2),
+    }
+    data["goals"]["met"] = {
+        "speedup_at_least_3x": data["goals"]["speedup_vs_teacher"] >= 3.0,
+        "params_at_least_60pct_fewer": data["goals"]["param_reduction"] >= 0.6,
+        "f1_within_1_point": data["goals"]["f1_gap_points"] <= 1.0,
+        "better_than_no_teacher": data["goals"]["f1_gain_over_no_teacher_points"] > 0,
+    }
+    data["machine"] = bbc.machine_info()
+    data["command"] = "python benchmarks/distill.py" + (" --retrain-teacher" if args.retrain_teacher else "")
+    data["notes"] = NOTES
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf8")
+    print(json.dumps(data["goals"], indent=2))
+    print(f"results -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

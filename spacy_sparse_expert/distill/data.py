@@ -1,0 +1,251 @@
+"""Distillation data: documents with or without gold labels, their model inputs, and
+what the teacher says about them.
+
+Both pipelines read the same tokens: a ``.spacy`` file is read once per vocab, an
+unlabelled JSONL file is tokenized by each pipeline's tokenizer. Featurization is the
+component's own (``featurize_batch``); the knowledge features (linking and rule
+matching, the costly part) are computed once per document and reused every epoch.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from spacy.language import Language
+from spacy.tokens import Doc, DocBin
+from thinc.api import Model
+
+from ..errors import Errors
+from ..ml.architectures import torch_module
+from ..ml.featurize import featurize_batch
+from .loss import logits_from_scores
+from .prune import MoEImportance, measure_moe_importance
+
+
+def read_docbin(path: Union[str, Path], nlp: Language) -> List[Doc]:
+    """The documents of a ``.spacy`` file, in the vocab of ``nlp``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(Errors.E042.format(path=path))
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+
+
+def read_unlabelled(path: Union[str, Path]) -> List[str]:
+    """Texts of a JSONL file, one ``{"text": ...}`` object a line (other keys ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(Errors.E042.format(path=path))
+    texts: List[str] = []
+    with path.open(encoding="utf8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(Errors.E074.format(path=path, line=lineno, reason=f"not JSON ({err.msg})")) from None
+            text = record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(Errors.E074.format(path=path, line=lineno, reason="no \"text\" string"))
+            texts.append(text)
+    if not texts:
+        raise ValueError(Errors.E043.format(path=path))
+    return texts
+
+
+def crop_pairs(teacher_docs: Sequence[Doc], student_docs: Sequence[Doc], n_crops: int, *, seed: int = 0,
+               low: float = 0.25, high: float = 0.75, min_tokens: int = 8) -> Tuple[List[Doc], List[Doc]]:
+    """``n_crops`` random contiguous windows (``low``-``high`` of the tokens) of each
+    document of at least ``min_tokens`` tokens, cut at the same tokens from the
+    teacher's and the student's copy, without cats: a larger transfer set that only the
+    teacher can label."""
+    rng = np.random.default_rng(seed)
+    t_out: List[Doc] = []
+    s_out: List[Doc] = []
+    for t_doc, s_doc in zip(teacher_docs, student_docs):
+        n = len(s_doc)
+        if n < min_tokens or len(t_doc) != n:
+            continue
+        for _ in range(n_crops):
+            length = int(rng.integers(max(1, int(low * n)), max(2, int(high * n)) + 1))
+            start = int(rng.integers(0, n - length + 1))
+            for doc, out in ((t_doc, t_out), (s_doc, s_out)):
+                crop = doc[start:start + length].as_doc()
+                crop.cats = {}
+                out.append(crop)
+    return t_out, s_out
+
+
+@dataclass
+class GoldArrays:
+    """gold, not_missing: (n_docs, n_labels) float32; has_gold: (n_docs,) bool."""
+
+    gold: np.ndarray
+    not_missing: np.ndarray
+    has_gold: np.ndarray
+
+
+def gold_arrays(docs: Sequence[Doc], labels: Sequence[str], *, exclusive: bool, source: str = "") -> GoldArrays:
+    """Gold labels of ``docs`` over ``labels``. A document without cats has no gold;
+    a label the teacher does not know is an error (E075)."""
+    index = {label: j for j, label in enumerate(labels)}
+    gold = np.zeros((len(docs), len(labels)), dtype=np.float32)
+    not_missing = np.ones_like(gold)
+    has_gold = np.zeros(len(docs), dtype=bool)
+    for i, doc in enumerate(docs):
+        if not doc.cats:
+            continue
+        unknown = sorted(set(doc.cats) - set(index))
+        if unknown:
+            raise ValueError(Errors.E075.format(path=source or "<docs>", labels=", ".join(labels),
+                                                reason=f"document {i} has label(s) {unknown}"))
+        has_gold[i] = True
+        for label, j in index.items():
+            if label in doc.cats:
+                gold[i, j] = float(doc.cats[label])
+            elif not exclusive:
+                not_missing[i, j] = 0.0
+        if exclusive and gold[i].sum() != 1.0:
+            raise ValueError(Errors.E075.format(path=source or "<docs>", labels=", ".join(labels),
+                                                reason=f"document {i} has cats {doc.cats}, not exactly one label "
+                                                       "at 1.0 (the teacher's labels are exclusive)"))
+    return GoldArrays(gold, not_missing, has_gold)
+
+
+def to_torch(value: Any, device: torch.device) -> Any:
+    """numpy arrays (also inside dicts) -> tensors on ``device``; other values as they are."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value)).to(device)
+    if isinstance(value, dict):
+        return {k: to_torch(v, device) for k, v in value.items()}
+    return value
+
+
+class _Precomputed:
+    """Stands in for the KnowledgeFeaturizer in ``featurize_batch``: hands back the
+    DocKnowledge computed once for the documents of the current batch."""
+
+    def __init__(self, items: List[Any]) -> None:
+        self.items = items
+
+    def pipe(self, docs: Sequence[Doc]) -> List[Any]:
+        return self.items
+
+
+class Features:
+    """Model inputs for the documents of one pipeline's component model.
+
+    model (Model): the component's (initialized) model, for its featurizers and sizes.
+    docs (Sequence[Doc]): the documents.
+    """
+
+    def __init__(self, model: Model, docs: Sequence[Doc], *, chunk: int = 256) -> None:
+        self.model = model
+        self.docs = list(docs)
+        knowledge = model.attrs["knowledge_featurizer"]
+        self.knowledge: Optional[List[Any]] = None
+        if knowledge is not None:
+            self.knowledge = []
+            for start in range(0, len(self.docs), chunk):
+                self.knowledge.extend(knowledge.pipe(self.docs[start:start + chunk]))
+
+    def __len__(self) -> int:
+        return len(self.docs)
+
+    def rebind(self, model: Model, experts: Sequence[int]) -> "Features":
+        """The same documents for a pruned model that kept ``experts`` (old ids): the
+        cached knowledge keeps only those columns of the rules' expert bias."""
+        new = Features.__new__(Features)
+        new.model, new.docs = model, self.docs
+        keep = np.asarray(list(experts), dtype=np.int64)
+        new.knowledge = None if self.knowledge is None or model.attrs["knowledge_featurizer"] is None else [
+            dk._replace(expert_bias=dk.expert_bias[:, keep]) for dk in self.knowledge]
+        return new
+
+    def batch(self, index: Sequence[int], device: Optional[torch.device] = None) -> Dict[str, Any]:
+        """Keyword inputs of the classifier's forward for documents ``index``."""
+        m = self.model
+        docs = [self.docs[i] for i in index]
+        known = _Precomputed([self.knowledge[i] for i in index]) if self.knowledge is not None else None
+        inputs = featurize_batch(docs, m.attrs["token_featurizer"], known, bow_rows=m.attrs["bow_rows"],
+                                 ngram_size=m.attrs["ngram_size"], n_dense=m.attrs["n_dense"],
+                                 n_experts=m.attrs["n_experts"], n_labels=m.get_dim("nO"))
+        return to_torch(inputs, device or torch.device("cpu"))
+
+    def batches(self, batch_size: int, order: Optional[Sequence[int]] = None,
+                device: Optional[torch.device] = None) -> Iterator[Tuple[List[int], Dict[str, Any]]]:
+        order = list(range(len(self))) if order is None else list(order)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            yield index, self.batch(index, device)
+
+
+@dataclass
+class TeacherView:
+    """What the teacher says about the training documents.
+
+    logits: (n_docs, n_labels) float64, recovered from the teacher's scores.
+    router_logits: per document (n_tokens, E_teacher) float32 of its first MoE layer,
+        or None when not asked for.
+    importance: the teacher's expert / unit importance under its own routing.
+    row_counts: (embedding rows,) hits of the hashed embedding rows (hashed encoders).
+    """
+
+    logits: np.ndarray
+    router_logits: Optional[List[np.ndarray]]
+    importance: Optional[MoEImportance]
+    row_counts: Optional[torch.Tensor]
+
+
+@torch.no_grad()
+def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_size: int = 64,
+                 with_router: bool = False, with_importance: bool = True) -> TeacherView:
+    """One pass of the teacher (eval mode) over ``docs``: its logits, router logits and,
+    measured on the same pass, its expert usage and hidden unit importance."""
+    module = torch_module(model)
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    features = Features(model, docs)
+    batches = list(features.batches(batch_size, device=device))
+    logits: List[np.ndarray] = []
+    routers: List[np.ndarray] = []
+    captured: List[torch.Tensor] = []
+    n_rows = getattr(getattr(module.encoder, "embed", None), "num_embeddings", 0)
+    counts = torch.zeros(n_rows) if n_rows else None
+
+    def record(i: int, out: Any) -> None:
+        index, inputs = batches[i]
+        logits.append(logits_from_scores(out.scores, exclusive).cpu().numpy())
+        if with_router:
+            lengths = [len(features.docs[d]) for d in index]
+            flat = captured[-1].float().cpu().numpy() if captured else np.zeros((sum(lengths), module.n_experts))
+            routers.extend(np.split(flat, np.cumsum(lengths)[:-1]))
+            captured.clear()
+        if counts is not None and "hash_ids" in inputs["enc"]:
+            counts.add_(torch.bincount(inputs["enc"]["hash_ids"].reshape(-1).cpu(), minlength=n_rows).float())
+
+    handle = None
+    if with_router and len(module.moe):
+        handle = module.moe[0].register_forward_hook(lambda mod, args, out: captured.append(out.router_logits))
+    importance = None
+    try:
+        if with_importance and len(module.moe):
+            importance = measure_moe_importance(module, (inputs for _, inputs in batches), on_output=record)
+        else:
+            for i, (_, inputs) in enumerate(batches):
+                record(i, module(**inputs))
+    finally:
+        if handle is not None:
+            handle.remove()
+        module.train(was_training)
+    all_logits = np.concatenate(logits) if logits else np.zeros((0, model.get_dim("nO")))
+    return TeacherView(all_logits, routers if with_router else None, importance, counts)
+
+
+__all__ = ["Features", "GoldArrays", "TeacherView", "crop_pairs", "gold_arrays", "read_docbin", "read_unlabelled",
+           "teacher_view", "to_torch"]
