@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,19 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture()
+def opened_files() -> Iterator[list[str]]:
+    """Paths opened by Python code while the test runs (audit hooks cannot be removed,
+    so the hook records only while the test is active)."""
+    seen: list[str] = []
+    state = {"active": True}
+
+    def hook(event: str, args: tuple) -> None:
+        if state["active"] and event == "open" and args and isinstance(args[0], (str, bytes)):
+            seen.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    yield seen
+    state["active"] = False

@@ -2,7 +2,6 @@
 KB directory, temporary directory or lock file is left behind."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -99,22 +98,6 @@ def test_labels_in_other_languages_only(fixtures_dir: Path) -> None:
 def test_labels_on_classes_only(fixtures_dir: Path) -> None:
     with pytest.raises(KBImportError, match=r"SSE-E017"):
         compile_kb([fixtures_dir / "kb_classes_only.ttl"])
-
-
-@pytest.fixture()
-def opened_files() -> list[str]:
-    """Paths opened by Python code while the test runs (an audit hook; hooks cannot be
-    removed, so it records only while `active` is set)."""
-    seen: list[str] = []
-    state = {"active": True}
-
-    def hook(event: str, args: tuple) -> None:
-        if state["active"] and event == "open" and args and isinstance(args[0], (str, bytes)):
-            seen.append(str(args[0]))
-
-    sys.addaudithook(hook)
-    yield seen
-    state["active"] = False
 
 
 @pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])

@@ -21,6 +21,8 @@ from spacy_sparse_expert.errors import KBImportError
 from spacy_sparse_expert.kb import storage
 from spacy_sparse_expert.kb.compile import compile_kb, import_rdf
 
+from ..loopback import serve_bytes
+
 EX = "http://example.org/"
 # The server script sits beside the interpreter when the venv is not activated (as in CI).
 OXIGRAPH = shutil.which("oxigraph") or shutil.which("oxigraph", path=str(Path(sys.executable).parent))
@@ -232,29 +234,7 @@ def test_concurrent_import_from_another_process(fixtures_dir: Path, tmp_path: Pa
 
 def test_sparql_rdfxml_answer_with_doctype_is_refused(fixtures_dir: Path) -> None:
     """An endpoint is untrusted input too: an RDF/XML answer declaring entities is refused."""
-    import http.server
-
     body = (fixtures_dir / "kb_entity_bomb.rdf").read_bytes()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rdf+xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/sparql"
+    with serve_bytes(body, "application/rdf+xml") as (url, _):
         with pytest.raises(KBImportError, match=rf"SSE-E003.*{url}"):
             compile_kb([], sparql=url, timeout=5)
-    finally:
-        server.shutdown()
-        server.server_close()

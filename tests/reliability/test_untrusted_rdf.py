@@ -4,9 +4,6 @@ and JSON-LD @context references. All are refused before a parser runs; an audit 
 a loopback server show that nothing was opened or fetched."""
 from __future__ import annotations
 
-import http.server
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +12,7 @@ import pytest
 from spacy_sparse_expert.errors import KBImportError
 from spacy_sparse_expert.kb.compile import compile_kb, import_rdf
 
+from ..loopback import serve_bytes
 from .conftest import assert_clean_failure, run_cli
 
 RDF_BODY = ('<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
@@ -36,22 +34,6 @@ def encoded(text: str, encoding: str) -> bytes:
 
 
 ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "latin-1", "cp037"]
-
-
-@pytest.fixture()
-def opened_files() -> Iterator[list[str]]:
-    """Paths opened by Python code while the test runs (audit hooks cannot be removed,
-    so the hook records only while the test is active)."""
-    seen: list[str] = []
-    state = {"active": True}
-
-    def hook(event: str, args: tuple) -> None:
-        if state["active"] and event == "open" and args and isinstance(args[0], (str, bytes)):
-            seen.append(str(args[0]))
-
-    sys.addaudithook(hook)
-    yield seen
-    state["active"] = False
 
 
 @pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
@@ -92,28 +74,9 @@ def test_an_encoding_that_cannot_be_checked_is_refused(tmp_path: Path) -> None:
 @pytest.fixture()
 def context_server() -> Iterator[tuple[str, list[str]]]:
     """A loopback HTTP server that serves a JSON-LD context and records every request."""
-    requests: list[str] = []
     body = b'{"@context": {"label": "http://www.w3.org/2000/01/rdf-schema#label"}}'
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            requests.append(self.path)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/ld+json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/context.jsonld", requests
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_bytes(body, "application/ld+json", "/context.jsonld") as served:
+        yield served
 
 
 @pytest.mark.parametrize("engine", ["oxigraph", "rdflib"])
@@ -137,25 +100,6 @@ def test_jsonld_context_is_never_fetched(tmp_path: Path, context_server: tuple[s
 
 def test_sparql_answer_in_utf16_with_doctype_is_refused(tmp_path: Path) -> None:
     body = encoded(BOMB + RDF_BODY, "utf-16")
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/rdf+xml")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/sparql"
+    with serve_bytes(body, "application/rdf+xml") as (url, _):
         result = run_cli("kb", "import", "--sparql", url, "-o", tmp_path / "kb", "--timeout", "10", "-q")
-        assert_clean_failure(result, "E003", url)
-    finally:
-        server.shutdown()
-        server.server_close()
+    assert_clean_failure(result, "E003", url)
