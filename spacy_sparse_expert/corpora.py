@@ -71,27 +71,35 @@ def bbc_split(docs: Optional[List[Record]] = None) -> Dict[str, List[Record]]:
     return {"train": train, "dev": dev, "test": test, "train_small": small}
 
 
-def read_jsonl(path: Union[str, Path]) -> Iterator[Tuple[int, Record]]:
-    """Yield (line number, record) for each non-blank line of a JSONL file whose
-    records have "text" and "label" (str) or "labels" (list of str).
+def json_lines(path: Union[str, Path], bad_line: str) -> Iterator[Tuple[int, object]]:
+    """Yield (line number, parsed value) for each non-blank line of a JSONL file.
 
-    Raises SparseExpertError (E040) naming the file and the line on a bad line.
+    A missing file raises SparseExpertError (E042); a line that is not JSON raises
+    SparseExpertError with the message ``bad_line`` (an Errors template taking path,
+    line and reason).
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise SparseExpertError(Errors.E042.format(path=path))
     with path.open("r", encoding="utf8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as e:
-                raise SparseExpertError(
-                    Errors.E040.format(path=path, line=lineno, reason=f"invalid JSON ({e.msg})")
-                ) from None
-            _check_record(rec, path, lineno)
-            yield lineno, rec
+                raise SparseExpertError(bad_line.format(path=path, line=lineno, reason=f"invalid JSON ({e.msg})")) from None
+
+
+def read_jsonl(path: Union[str, Path]) -> Iterator[Tuple[int, Record]]:
+    """Yield (line number, record) for each non-blank line of a JSONL file whose
+    records have "text" and "label" (str) or "labels" (list of str).
+
+    Raises SparseExpertError (E040) naming the file and the line on a bad line.
+    """
+    for lineno, rec in json_lines(path, Errors.E040):
+        _check_record(rec, Path(path), lineno)
+        yield lineno, rec  # type: ignore[misc]
 
 
 def _check_record(rec: object, path: Path, lineno: int) -> None:

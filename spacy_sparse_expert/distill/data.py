@@ -8,7 +8,6 @@ matching, the costly part) are computed once per document and reused every epoch
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -19,9 +18,11 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from thinc.api import Model
 
+from ..corpora import json_lines
 from ..errors import Errors
 from ..ml.architectures import torch_module
 from ..ml.featurize import featurize_batch
+from ..ml.wrapper import to_torch
 from .loss import logits_from_scores
 from .prune import MoEImportance, measure_moe_importance
 
@@ -36,22 +37,12 @@ def read_docbin(path: Union[str, Path], nlp: Language) -> List[Doc]:
 
 def read_unlabelled(path: Union[str, Path]) -> List[str]:
     """Texts of a JSONL file, one ``{"text": ...}`` object a line (other keys ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(Errors.E042.format(path=path))
     texts: List[str] = []
-    with path.open(encoding="utf8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(Errors.E074.format(path=path, line=lineno, reason=f"not JSON ({err.msg})")) from None
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise ValueError(Errors.E074.format(path=path, line=lineno, reason="no \"text\" string"))
-            texts.append(text)
+    for lineno, record in json_lines(path, Errors.E074):
+        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(Errors.E074.format(path=path, line=lineno, reason="no \"text\" string"))
+        texts.append(text)
     if not texts:
         raise ValueError(Errors.E043.format(path=path))
     return texts
@@ -114,15 +105,6 @@ def gold_arrays(docs: Sequence[Doc], labels: Sequence[str], *, exclusive: bool, 
                                                 reason=f"document {i} has cats {doc.cats}, not exactly one label "
                                                        "at 1.0 (the teacher's labels are exclusive)"))
     return GoldArrays(gold, not_missing, has_gold)
-
-
-def to_torch(value: Any, device: torch.device) -> Any:
-    """numpy arrays (also inside dicts) -> tensors on ``device``; other values as they are."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value)).to(device)
-    if isinstance(value, dict):
-        return {k: to_torch(v, device) for k, v in value.items()}
-    return value
 
 
 class _Precomputed:
@@ -248,4 +230,4 @@ def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_si
 
 
 __all__ = ["Features", "GoldArrays", "TeacherView", "crop_pairs", "gold_arrays", "read_docbin", "read_unlabelled",
-           "teacher_view", "to_torch"]
+           "teacher_view"]

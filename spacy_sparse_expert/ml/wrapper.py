@@ -82,17 +82,18 @@ def get_torch_module(layer: Model) -> nn.Module:
     return layer.shims[0]._model
 
 
-def _to_torch(value: Any, device: torch.device) -> Any:
+def to_torch(value: Any, device: torch.device) -> Any:
+    """numpy arrays (also inside dicts) -> tensors on ``device``; other values as they are."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value)).to(device)
     if isinstance(value, dict):
-        return {k: _to_torch(v, device) for k, v in value.items()}
+        return {k: to_torch(v, device) for k, v in value.items()}
     return value
 
 
 def _convert_inputs(model: Model, X: Dict[str, Any], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     device = model.shims[0].device
-    return ArgsKwargs(args=(), kwargs=_to_torch(X, device)), lambda d_inputs: None
+    return ArgsKwargs(args=(), kwargs=to_torch(X, device)), lambda d_inputs: None
 
 
 def _convert_outputs(model: Model, X_Ytorch: Tuple[Any, Any], is_train: bool) -> Tuple[Any, Callable]:
@@ -117,4 +118,4 @@ def _convert_outputs(model: Model, X_Ytorch: Tuple[Any, Any], is_train: bool) ->
     return scores, backprop
 
 
-__all__ = ["TorchClassifier", "get_torch_module", "set_torch_module", "state_from_bytes", "state_to_bytes"]
+__all__ = ["TorchClassifier", "get_torch_module", "set_torch_module", "state_from_bytes", "state_to_bytes", "to_torch"]

@@ -84,19 +84,24 @@ _SCORE_WEIGHTS = {
 _ASSIGNS = ["doc.cats", "doc._.kb_entities", "doc._.rule_hits"]
 
 
-@Language.factory(
-    "sparse_expert_textcat",
-    assigns=_ASSIGNS,
-    default_config={
-        "model": DEFAULT_MODEL,
-        "threshold": 0.0,
+def _default_config(model: Any, threshold: float, scorer: str) -> Dict[str, Any]:
+    """The settings both factories share, with their own model, threshold and scorer."""
+    return {
+        "model": model,
+        "threshold": threshold,
         "use_knowledge": True,
         "store_routing": False,
         "load_balancing_weight": 0.01,
         "z_loss_weight": 0.001,
         "max_batch_tokens": 100_000,
-        "scorer": {"@scorers": "spacy-sparse-expert.textcat_scorer.v1"},
-    },
+        "scorer": {"@scorers": scorer},
+    }
+
+
+@Language.factory(
+    "sparse_expert_textcat",
+    assigns=_ASSIGNS,
+    default_config=_default_config(DEFAULT_MODEL, 0.0, "spacy-sparse-expert.textcat_scorer.v1"),
     default_score_weights=_SCORE_WEIGHTS,
 )
 def make_sparse_expert_textcat(
@@ -126,16 +131,7 @@ def make_sparse_expert_textcat(
 @Language.factory(
     "sparse_expert_textcat_multilabel",
     assigns=_ASSIGNS,
-    default_config={
-        "model": DEFAULT_MULTILABEL_MODEL,
-        "threshold": 0.5,
-        "use_knowledge": True,
-        "store_routing": False,
-        "load_balancing_weight": 0.01,
-        "z_loss_weight": 0.001,
-        "max_batch_tokens": 100_000,
-        "scorer": {"@scorers": "spacy-sparse-expert.textcat_multilabel_scorer.v1"},
-    },
+    default_config=_default_config(DEFAULT_MULTILABEL_MODEL, 0.5, "spacy-sparse-expert.textcat_multilabel_scorer.v1"),
     default_score_weights=_SCORE_WEIGHTS,
 )
 def make_sparse_expert_textcat_multilabel(
