@@ -19,6 +19,8 @@ class ErrorsWithCodes(type):
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = ("Alias {alias!r} matches {count} entities; only the {keep} with the highest "
             "prior are kept. Raise --max-candidates to keep more.")
+    # --- W010-W019: numbers and settings read from files; rule labels ---
+    # --- W020-W029: bounded work: rule patterns, type hierarchies ---
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -105,6 +107,13 @@ class Errors(metaclass=ErrorsWithCodes):
             "empty directory. Pick another --output or remove it.")
     E079 = ("Component {name!r} was quantised to int8 for CPU inference (quantize_pipeline); a "
             "quantised model is never saved. Save the float pipeline: load it again with spacy.load.")
+    # --- E080-E089: output safety: what may be replaced, consistent KB reads ----
+    # --- E090-E099: RDF sources, import budgets and import options --------------
+    # --- E100-E109: SPARQL endpoints: secrets, sizes, timeouts ------------------
+    # --- E110-E119: numbers and settings read from files: finite, in range, right dtype ---
+    # --- E120-E129: bounded work: rule patterns, type hierarchies ---------------
+    # --- E130-E139: linked spans on docs ----------------------------------------
+    # --- E140-E149: data readers and CLI output ---------------------------------
 
 
 class SparseExpertError(ValueError):
