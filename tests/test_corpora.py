@@ -41,8 +41,25 @@ def test_bbc_split_equals_reference_script(script_split: dict) -> None:
     for name, ref in script_split.items():
         assert [d["id"] for d in ours[name]] == [d["id"] for d in ref], name
         assert [d["label"] for d in ours[name]] == [d["label"] for d in ref]
-        assert ours[name][0]["text"] == ref[0]["text"]
+        assert [d["text"] for d in ours[name]] == [d["text"] for d in ref], name
     assert [len(ours[n]) for n in ("train", "dev", "test", "train_small")] == [1558, 222, 445, 100]
+
+
+MOJIBAKE = ("Â£", "â€", "Ã©")
+
+
+def test_bbc_texts_are_decoded_without_mojibake() -> None:
+    """UTF-8 read as Latin-1 turns "£" into "Â£" and "é" into "Ã©"; no document of the
+    split may hold such a sequence, and the pound sign must survive in some."""
+    split = bbc_split()
+    docs = [d for name in ("train", "dev", "test") for d in split[name]]
+    assert len(docs) == 2225
+    bad = [(d["id"], seq) for d in docs for seq in MOJIBAKE if seq in str(d["text"])]
+    assert bad == []
+    assert sum("£" in str(d["text"]) for d in docs) > 100
+    # the one Latin-1 file still decodes to its pound sign
+    (latin1,) = [d for d in docs if d["id"] == "sport/199"]
+    assert "£" in str(latin1["text"])
 
 
 def test_write_bbc_docbins_match_script(tmp_path: Path, script_split: dict) -> None:
