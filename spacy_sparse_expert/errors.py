@@ -20,7 +20,18 @@ class Warnings(metaclass=ErrorsWithCodes):
     W001 = ("Alias {alias!r} matches {count} entities; only the {keep} with the highest "
             "prior are kept. Raise --max-candidates to keep more.")
     # --- W010-W019: numbers and settings read from files; rule labels ---
+    W010 = ("{count} rule label(s) in {source} are not labels of component {name!r} ({labels}), so "
+            "those scores add nothing: {mismatches}. Fix the label in the rule file (labels are "
+            "case-sensitive), or give the component that label.")
     # --- W020-W029: bounded work: rule patterns, type hierarchies ---
+    W020 = ("{path}, line {line}, field {field}: {reason}. spaCy's Matcher would do unbounded work "
+            "on this pattern (every overlapping match of + or *, quadratically many on a run of "
+            "matching tokens; each optional token multiplies its steps), so it is matched greedily: "
+            "leftmost-longest, non-overlapping, at most {max_length} tokens per match. If you need "
+            "every match, use a bounded operator with at most 4 optional tokens, e.g. \"OP\": \"{{1,4}}\".")
+    W021 = ("Rule {rule!r} matched {count:,} times in one document of {tokens:,} tokens; only the "
+            "first {limit:,} are kept (max_matches_per_rule). Make the rule more specific, or raise "
+            "max_matches_per_rule if the document really has that many.")
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -48,8 +59,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E012 = ("Another import into {path} is running (lock {lock} held). Wait for it to "
             "finish, or import into another directory.")
     E013 = "Cannot read {path}: {reason}."
-    E014 = ("Refusing to replace {path}: {reason}. Only a directory made by `sparse-expert kb "
-            "import` (with meta.json) or an empty one is replaced; pick another --output.")
+    # E014 retired: replaced by E080-E082 (what an import may replace).
     E015 = ("No RDF file with a known extension in directory {path}. Known extensions: "
             "{accepted} (optionally .gz/.bz2/.xz). Pass the files, or --format for the directory.")
     E016 = "Unknown entity or alias id {index}: the knowledge base has {count} ({kind})."
@@ -103,17 +113,100 @@ class Errors(metaclass=ErrorsWithCodes):
             "but {reason}. Set [distill] router_weight = 0, or give the student the teacher's encoder "
             "width and init_from_teacher = true.")
     E077 = "Pruning setting {key}={value!r} leaves nothing to keep: {reason}."
-    E078 = ("Output directory {path} exists and is not a pipeline written by distillation or an "
-            "empty directory. Pick another --output or remove it.")
+    # E078 retired: replaced by E080, E082 and E085 (what a distillation may replace).
     E079 = ("Component {name!r} was quantised to int8 for CPU inference (quantize_pipeline); a "
             "quantised model is never saved. Save the float pipeline: load it again with spacy.load.")
     # --- E080-E089: output safety: what may be replaced, consistent KB reads ----
+    E080 = ("Refusing to write to {path}: it is a symbolic link (to {target}). An output is never "
+            "replaced through a link; pass the real directory as --output, or remove the link.")
+    E081 = ("Refusing to replace {path}: {reason}. `sparse-expert kb import` replaces only an empty "
+            "directory or a KB it wrote itself (meta.json with \"format\": \"{marker}\" and no other "
+            "files); pick another --output, or remove the directory yourself.")
+    E082 = ("Refusing to write to {path}: it {relation} the {role} {source}; an output that overlaps "
+            "an input could replace, delete or be read as it. Pick an --output outside every input.")
+    E083 = ("KB directory {path} was replaced {attempts} times while it was being read (imports into "
+            "it running in a loop?). Read it again when the imports have finished.")
+    E084 = ("Another `sparse-expert distill` into {path} is running (lock {lock} held). Wait for it "
+            "to finish, or pick another --output.")
+    E085 = ("Refusing to replace {path}: {reason}. `sparse-expert distill` replaces only an empty "
+            "directory or a pipeline it wrote itself ({marker} lists its files, all unchanged); pick "
+            "another --output, or remove the directory yourself.")
     # --- E090-E099: RDF sources, import budgets and import options --------------
+    E090 = ("{path}: more than {limit:,} bytes read from this source (after decompression), the "
+            "--max-bytes budget (max_bytes). If the file is genuine, raise --max-bytes; a small "
+            "compressed file that expands this much is a decompression bomb.")
+    E091 = ("The import read more than {limit:,} triples (the last from {path}), the --max-triples "
+            "budget (max_triples). If the graph is genuine, raise --max-triples.")
+    E092 = ("{path}, line {line}: RDF/XML nested deeper than {limit:,} elements, the --max-xml-depth "
+            "limit (max_xml_depth); deep nesting makes the parser superlinearly slow. Raise "
+            "--max-xml-depth if the file is genuine, or convert it to N-Triples/Turtle first.")
+    E093 = ("--base {value!r} is not an absolute IRI: {reason}. Pass an IRI with a scheme and "
+            "something after it, e.g. http://example.org/ or urn:example:.")
+    E094 = ("Import option {key}={value!r} is invalid: {reason}.")
+    E095 = ("Cannot read the Oxigraph store {path}: {reason}. The store directory is damaged or "
+            "was written by another Oxigraph version: re-create it (`oxigraph load`), or import "
+            "the RDF files it was loaded from.")
+    E096 = ("Standard input ({path}) is given as a source more than once; it can be read only "
+            "once. Pass it once, or save it to a file first.")
     # --- E100-E109: SPARQL endpoints: secrets, sizes, timeouts ------------------
+    E100 = ("SPARQL endpoint {url}: the answer is larger than max_response_bytes={limit:,} ({what}); "
+            "nothing was imported. Narrow the CONSTRUCT query (--query), or raise the limit "
+            "(`kb import --max-response-bytes`, or max_response_bytes=) if the graph really is that large.")
+    E101 = ("SPARQL endpoint {url} sent no complete answer within {seconds:g} s (timeout; {received:,} "
+            "bytes received); the whole request must finish within that time. Raise --timeout (or "
+            "timeout=) for a slow endpoint or a large graph, or narrow the CONSTRUCT query.")
+    E102 = ("SPARQL timeout {value!r} is invalid: {reason}. Pass a number of seconds > 0 and at most "
+            "{most:g}, e.g. --timeout 60.")
+    E103 = ("SPARQL max_response_bytes {value!r} is invalid: {reason}. Pass a whole number of bytes "
+            ">= 1, e.g. --max-response-bytes 4294967296 (4 GiB).")
+    E104 = ("SPARQL endpoint {url} sent its answer with Content-Encoding {encoding!r}, which was not "
+            "asked for (accepted: gzip, identity); nothing was imported. Configure the endpoint (or "
+            "the proxy in front of it) to send gzip or uncompressed answers.")
+    E105 = ("SPARQL endpoint {url}: out of memory after {received:,} bytes of the answer (limit "
+            "max_response_bytes={limit:,}). Narrow the CONSTRUCT query, lower the limit below the "
+            "free memory, or export the graph to a file and import that.")
     # --- E110-E119: numbers and settings read from files: finite, in range, right dtype ---
+    E115 = ("Model setting {key}={value!r} of {where} is invalid: {reason}. Allowed: {allowed}. Fix it in "
+            "the config block that uses {where} ([components.NAME.model] or its encoder).")
+    E116 = "Model settings of {where} do not fit together: {reason}. {fix}."
+    E117 = ("Weights file {path}: tensor {tensor!r} {reason}. The file is damaged or was changed after "
+            "saving; restore it, or save the pipeline again (nlp.to_disk).")
+    E118 = ("Weights file {path} does not hold the tensors of this model: {reason}. The file is damaged "
+            "or belongs to another model; restore it, or save the pipeline again (nlp.to_disk).")
+    E119 = ("The model settings do not match the weights in {path}: {reason}. Load the pipeline with "
+            "the config.cfg and cfg it was saved with, or train again with the new settings.")
+    E110 = ("KB {path}: {file} field {field} {reason}. The file is damaged or was not written by "
+            "`sparse-expert kb import`; import the source RDF again (sparse-expert kb import SOURCE "
+            "--output DIR).")
     # --- E120-E129: bounded work: rule patterns, type hierarchies ---------------
+    E120 = ("Rule matcher setting {name}={value!r} is invalid: it must be a whole number >= 1 (it "
+            "bounds the work of every rule on every document). Pass e.g. {name}=32.")
+    E121 = ("Knowledge feature setting max_types_per_entity={value!r} is invalid: it must be a whole "
+            "number >= 1 (the nearest types of an entity that become features; default 64). Pass "
+            "e.g. max_types_per_entity=64.")
+    E122 = ("Hierarchy setting max_superclasses={value!r} is invalid: it must be None (every "
+            "superclass) or a whole number >= 0 (the nearest superclasses of a class to keep).")
     # --- E130-E139: linked spans on docs ----------------------------------------
+    E130 = ("span._.kb_link of {span!r} (tokens {start}-{end}) is {value!r}: {reason}. It must be (IRI, "
+            "(type IRI, ...), prior), as the sparse_expert_textcat component writes it; the doc (or the "
+            "DocBin it came from) was edited or written by other code. Run the pipeline on the text again.")
+    E131 = ("doc._.kb_entities can only be set to Span objects of the same Doc (or None); got {value!r} "
+            "at position {index}. Build the spans with Span(doc, start, end, label=..., kb_id=IRI), "
+            "or set doc.spans[\"kb_entities\"] directly.")
+    E132 = ("doc._.rule_hits item {index} is {value!r}: {reason}. Rule hits are (rule id, start, end) "
+            "with 0 <= start < end <= {n_tokens}, as the sparse_expert_textcat component writes them; "
+            "the doc (or the DocBin it came from) was edited or written by other code. Run the pipeline "
+            "on the text again.")
     # --- E140-E149: data readers and CLI output ---------------------------------
+    E140 = ("{path} is a directory, not a {suffix} file.{hint} Pass the path of one file inside it.")
+    E141 = ("{path} is not a regular file (a FIFO, socket or device): reading it may never end. "
+            "Pass a regular file.")
+    E142 = "{path}, line {line}: {reason}."
+    E143 = ("{path} is not a spaCy DocBin (.spacy) file: {reason}. Make one from JSONL with "
+            "`sparse-expert data convert FILE.jsonl FILE.spacy`.")
+    E144 = "{option} {value!r} is invalid: {reason}."
+    E145 = ("Cannot write {path}: {reason}. Check that its folder is writable and has free space, or "
+            "pick another output path.")
 
 
 class SparseExpertError(ValueError):

@@ -1,11 +1,19 @@
 """The spaCy side of distillation: load and check the teacher, build the student
 pipeline from its config with the teacher's labels, KB and rules, rebuild it with
 pruned shapes, and save it as a normal pipeline directory.
+
+A saved student holds a manifest, ``sparse_expert_distill.json`` (format marker, size and
+sha256 of every file). It is what lets a later distillation replace that folder: only an
+empty directory or a folder whose files are exactly the ones the manifest lists, unchanged,
+is ever replaced; never a symlink, an input, or a folder holding or inside an input.
 """
 from __future__ import annotations
 
 import dataclasses
-import shutil
+import hashlib
+import json
+import os
+import stat
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -15,12 +23,17 @@ from spacy.training import Example
 from spacy.vocab import Vocab
 from thinc.api import Config
 
-from ..errors import Errors
+from ..errors import Errors, SparseExpertError
+from ..kb import storage
+from ..kb.outputs import check_output_target, read_small_json
 from ..kb.rules import RuleSet
 from ..ml.architectures import torch_module
 from ..pipeline.textcat import SparseExpertTextCategorizer
 
 FACTORIES = ("sparse_expert_textcat", "sparse_expert_textcat_multilabel")
+OUTPUT_MARKER = "sparse_expert_distill.json"
+OUTPUT_FORMAT = "spacy-sparse-expert.distill-output"
+Inputs = Sequence[Tuple[str, Union[None, str, Path]]]
 
 
 def find_component(nlp: Language) -> Optional[str]:
@@ -127,29 +140,108 @@ def rebuild_student(nlp: Language, name: str, config: Config, *, experts: Sequen
     return new_nlp
 
 
-def check_output(output: Union[str, Path]) -> Path:
-    """``output`` may be new, empty or an old pipeline (replaced); anything else: E078."""
-    output = Path(output)
-    if output.exists():
-        is_pipeline = (output / "config.cfg").is_file() and (output / "meta.json").is_file()
-        if not output.is_dir() or (any(output.iterdir()) and not is_pipeline):
-            raise ValueError(Errors.E078.format(path=output))
-    return output
+def distill_inputs(teacher: Union[str, Path], config: Any, train: Any, dev: Any, unlabelled: Any) -> Inputs:
+    """The (role, path) of everything a distillation reads, which its output must spare."""
+    return [("teacher", teacher), ("student config", config if isinstance(config, (str, Path)) else None),
+            ("--train file", train), ("--dev file", dev), ("--unlabelled file", unlabelled)]
 
 
-def save_pipeline(nlp: Language, output: Union[str, Path]) -> Path:
-    """Write ``nlp`` to ``output`` through a sibling temporary folder, replacing an old
-    pipeline there (never another kind of folder: E078)."""
-    output = check_output(output)
-    tmp = output.with_name(output.name + ".distill-tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    nlp.to_disk(tmp)
-    if output.exists():
-        shutil.rmtree(output)
-    tmp.rename(output)
-    return output
+def check_output(output: Union[str, Path], inputs: Inputs = ()) -> Path:
+    """Raise unless distillation may write to ``output``: not a symlink (E080), not one
+    of ``inputs`` ((role, path) pairs) nor holding or inside one (E082), and new, empty or
+    a folder an earlier distillation wrote, unchanged (E085). RETURNS the absolute path."""
+    path = storage.output_path(output)
+    check_output_target(path, inputs, error=SparseExpertError)
+    reason = output_refusal(path)
+    if reason is not None:
+        raise SparseExpertError(Errors.E085.format(path=output, reason=reason, marker=OUTPUT_MARKER))
+    return path
+
+
+def output_refusal(path: Path) -> Optional[str]:
+    """Why distillation may not replace ``path``; None when it may."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return "it is not a directory"
+    if not any(os.scandir(path)):
+        return None
+    marker = read_small_json(path / OUTPUT_MARKER)
+    if not isinstance(marker, dict) or marker.get("format") != OUTPUT_FORMAT or \
+            not isinstance(marker.get("files"), dict):
+        return (f"it has no distillation manifest {OUTPUT_MARKER} (a spaCy pipeline, a KB, another "
+                "program's folder, or a student saved by an older version)")
+    listed: Dict[str, Any] = marker["files"]
+    for rel, entry in _walk(path):
+        if rel == OUTPUT_MARKER:
+            continue
+        if entry is None:
+            return f"its {rel} is a link or a special file"
+        expected = listed.get(rel)
+        if not isinstance(expected, dict):
+            return f"it holds {rel}, which distillation did not write"
+        if expected.get("bytes") != entry.st_size or expected.get("sha256") != _sha256(path / rel):
+            return f"its {rel} was changed after distillation wrote it"
+    return None
+
+
+def _walk(root: Path) -> Iterable[Tuple[str, Optional[os.stat_result]]]:
+    """(relative path, lstat) of every file under ``root``; None for a link or special file.
+    Links are never followed."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                info = entry.stat(follow_symlinks=False)
+                rel = Path(entry.path).relative_to(root).as_posix()
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(Path(entry.path))
+                else:
+                    yield rel, info if stat.S_ISREG(info.st_mode) else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_output_manifest(path: Path) -> None:
+    """Record every file under ``path`` in its OUTPUT_MARKER manifest."""
+    files = {rel: {"bytes": info.st_size, "sha256": _sha256(path / rel)}
+             for rel, info in _walk(path) if info is not None and rel != OUTPUT_MARKER}
+    text = json.dumps({"format": OUTPUT_FORMAT, "version": 1, "files": files}, indent=1, sort_keys=True)
+    (path / OUTPUT_MARKER).write_text(text + "\n", encoding="utf8")
+
+
+def _busy(output: Path, lock: Path) -> SparseExpertError:
+    return SparseExpertError(Errors.E084.format(path=output, lock=lock))
+
+
+def save_pipeline(nlp: Language, output: Union[str, Path], inputs: Inputs = ()) -> Path:
+    """Write ``nlp`` with its manifest to ``output`` through a temporary folder beside it,
+    swapped in atomically under a lock (see ``kb.storage``). Only what ``check_output``
+    allows is replaced; it is checked again right before the swap.
+    RETURNS (Path): ``output``."""
+    path = check_output(output, inputs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
+        nlp.to_disk(tmp)
+        write_output_manifest(tmp)
+
+    def check(target: Path) -> None:
+        check_output(target, inputs)
+
+    with storage.import_lock(path, busy=_busy):
+        storage.recover(path, is_own=lambda aside: output_refusal(aside) is None)
+        storage.replace_dir_atomically(path, write, check=check)
+    return Path(output)
 
 
 def dir_bytes(path: Union[str, Path]) -> int:
@@ -172,6 +264,7 @@ def examples_for(nlp: Language, docs: Iterable[Any]) -> List[Example]:
     return [Example(nlp.make_doc(doc.text), doc) for doc in docs]
 
 
-__all__ = ["FACTORIES", "check_output", "check_student_fits", "create_student", "dir_bytes", "examples_for",
-           "find_component", "initialize_student", "load_teacher", "pruned_config", "rebuild_student", "remap_rules",
-           "save_pipeline", "student_component"]
+__all__ = ["FACTORIES", "OUTPUT_MARKER", "check_output", "check_student_fits", "create_student", "dir_bytes",
+           "distill_inputs", "examples_for", "find_component", "initialize_student", "load_teacher", "output_refusal",
+           "pruned_config", "rebuild_student", "remap_rules", "save_pipeline", "student_component",
+           "write_output_manifest"]

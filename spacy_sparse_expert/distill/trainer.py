@@ -33,8 +33,9 @@ from .config import DistillSettings, PruneSettings, load_student_config
 from .data import Features, GoldArrays, TeacherView, crop_pairs, gold_arrays, read_docbin, read_unlabelled, teacher_view
 from .evaluate import ModelStats, macro_f1, model_stats
 from .loss import distill_loss, logits_from_scores, router_kl
-from .pipelines import (check_output, check_student_fits, create_student, examples_for, find_component,
-                        initialize_student, load_teacher, pruned_config, rebuild_student, remap_rules, save_pipeline)
+from .pipelines import (check_output, check_student_fits, create_student, distill_inputs, examples_for,
+                        find_component, initialize_student, load_teacher, pruned_config, rebuild_student, remap_rules,
+                        save_pipeline)
 from .prune import (measure_moe_importance, n_parameters, prune_encoder_units, prune_expert_units, rank_experts,
                     select_experts)
 from .transfer import EncoderHashing, Transfer, init_from_teacher, shared_knowledge
@@ -282,7 +283,8 @@ def distill(
         raise ValueError(Errors.E076.format(weight=settings.router_weight, reason="init_from_teacher is false"))
     if train is None and unlabelled is None:
         raise ValueError(Errors.E073.format(reason="neither --train nor --unlabelled was given"))
-    check_output(output)
+    inputs = distill_inputs(teacher, config, train, dev, unlabelled)
+    check_output(output, inputs)  # fail fast: before loading or training anything
     t_nlp, t_name = load_teacher(teacher)
     t_pipe = t_nlp.get_pipe(t_name)
     t_module = torch_module(t_pipe.model)
@@ -379,7 +381,7 @@ def distill(
                            exclusive=exclusive, aux_weights=aux, phase="finetune", dev=dev_pair,
                            teacher_experts=teacher_experts, progress=bar)
         s_nlp.meta.setdefault("description", f"Distilled from {Path(teacher).name} by spacy-sparse-expert")
-        out_path = save_pipeline(s_nlp, output)
+        out_path = save_pipeline(s_nlp, output, inputs)
 
     result = DistillResult(out_path, None, None, history, transfer.parts, teacher_experts, report,
                            {"train": n_docs, "crops": len(s_docs) - n_docs, "dev": len(dev_docs)})

@@ -1,19 +1,26 @@
-"""On-disk layout of a compiled KB and the atomic, locked replace of a KB directory.
+"""On-disk layout of a compiled KB, consistent reads, and the atomic, locked replace of
+an output directory (a KB, or a distilled pipeline).
 
 A KB directory holds three files:
 
-- ``meta.json``       format version, sources (with sha256), options, counts, timing
+- ``meta.json``       format marker and version, sources (with sha256), options, counts
 - ``tables.msgpack``  string tables (IRIs, labels, aliases, type and predicate IRIs)
 - ``arrays.npz``      numeric arrays (CSR index arrays, priors, graph features); read
                       with ``allow_pickle=False``, so a tampered file cannot run code
 
 Nothing here is pickled. ``to_bytes`` packs the same three parts into one msgpack blob.
 
-Replacing a KB directory is atomic for readers and safe under SIGKILL at any point: the
-new KB is written to a temporary directory beside the output and swapped in with one
+Replacing a directory is atomic for readers and safe under SIGKILL at any point: the new
+one is written to a temporary directory beside the output and swapped in with one
 ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two renames, a window that `recover`
-closes on the next import). Whatever a killed import left behind is removed by the next
-import into the same directory, under the same lock.
+closes on the next import and that readers wait out). Whatever a killed import left
+behind is removed by the next import into the same directory, under the same lock.
+`read_parts` opens the directory once and reads the three files relative to that handle,
+starting again when the directory was swapped under it, so a reader sees exactly one KB.
+
+Only what an import wrote may be replaced: an empty directory or a KB whose meta.json
+carries ``"format": KB_FORMAT`` and that holds nothing but KB files. Never a symlink,
+never a directory that is, contains or lies inside an input (`check_output_target`).
 """
 from __future__ import annotations
 
@@ -25,8 +32,10 @@ import json
 import os
 import re
 import shutil
+import stat
 import struct
 import tempfile
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -36,13 +45,16 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ..errors import Errors, KBFormatError, KBImportError
+from ..errors import Errors, KBFormatError, KBImportError, SparseExpertError
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
 TABLES_FILE = "tables.msgpack"
 ARRAYS_FILE = "arrays.npz"
 KB_FILES = (META_FILE, TABLES_FILE, ARRAYS_FILE)
+# The marker `import_rdf` writes into meta.json: what makes a directory replaceable.
+KB_FORMAT = "spacy-sparse-expert.kb"
+READ_ATTEMPTS = 50
 
 Tables = dict[str, list[str]]
 Arrays = dict[str, np.ndarray]
@@ -66,26 +78,90 @@ _DAMAGED = (ValueError, TypeError, KeyError, OSError, EOFError, MemoryError, Ove
             msgpack.UnpackException)
 
 
+class _Replaced(Exception):
+    """The directory was swapped for another one while it was being read."""
+
+
+_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted as a KB file must not block the open
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
-    """Read and check the three KB files of directory `path`. Raises KBFormatError."""
+    """Read and check the three KB files of directory `path`, all from the same KB even
+    while imports replace it. Raises KBFormatError."""
     path = Path(path)
-    if not path.is_dir():
-        raise KBFormatError(Errors.E009.format(path=path, reason="no such directory"))
-    missing = [name for name in KB_FILES if not (path / name).is_file()]
-    if missing:
-        raise KBFormatError(Errors.E009.format(path=path, reason=f"missing {', '.join(missing)}"))
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _read_parts_once(path)
+        except _Replaced:
+            # A swap takes microseconds; the back-off only matters for imports in a loop.
+            time.sleep(min(0.0005 * 2 ** attempt, 0.05))
+    raise KBFormatError(Errors.E083.format(path=path, attempts=READ_ATTEMPTS))
+
+
+def _read_parts_once(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
     try:
-        meta = json.loads((path / META_FILE).read_text(encoding="utf8"))
-        check_version(meta, path)
-        tables = msgpack.unpackb((path / TABLES_FILE).read_bytes(), raw=False)
-        with np.load(path / ARRAYS_FILE, allow_pickle=False) as npz:
-            _check_not_a_bomb(npz.zip)
-            arrays = {name: npz[name] for name in npz.files}
-    except KBFormatError:
-        raise
-    except _DAMAGED as err:
-        raise KBFormatError(Errors.E009.format(path=path, reason=f"unreadable file ({err})")) from err
+        dir_fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
+    except FileNotFoundError:
+        if _swap_in_progress(path):
+            raise _Replaced from None
+        raise KBFormatError(Errors.E009.format(path=path, reason="no such directory")) from None
+    except NotADirectoryError:
+        raise KBFormatError(Errors.E009.format(path=path, reason="no such directory")) from None
+    fds: dict[str, int] = {}
+    try:
+        for name in KB_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                fds[name] = os.open(name, os.O_RDONLY | _O_NONBLOCK, dir_fd=dir_fd)
+        missing = [name for name in KB_FILES if name not in fds or not stat.S_ISREG(os.fstat(fds[name]).st_mode)]
+        if missing:
+            if _moved(dir_fd, path):
+                raise _Replaced
+            raise KBFormatError(Errors.E009.format(path=path, reason=f"missing {', '.join(missing)}"))
+        try:
+            meta = json.loads(_read_fd(fds[META_FILE]))
+            check_version(meta, path)
+            tables = msgpack.unpackb(_read_fd(fds[TABLES_FILE]), raw=False)
+            with os.fdopen(fds[ARRAYS_FILE], "rb", closefd=False) as fh, np.load(fh, allow_pickle=False) as npz:
+                _check_not_a_bomb(npz.zip)
+                arrays = {name: npz[name] for name in npz.files}
+        except KBFormatError:
+            raise
+        except _DAMAGED as err:
+            if _moved(dir_fd, path):
+                raise _Replaced from err
+            raise KBFormatError(Errors.E009.format(path=path, reason=f"unreadable file ({err})")) from err
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+        os.close(dir_fd)
     return meta, tables, arrays
+
+
+def _read_fd(fd: int) -> bytes:
+    with os.fdopen(fd, "rb", closefd=False) as fh:
+        return fh.read()
+
+
+def _moved(dir_fd: int, path: Path) -> bool:
+    """Whether `path` no longer names the directory open as `dir_fd` (an import swapped it)."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+    opened = os.fstat(dir_fd)
+    return (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino)
+
+
+def _swap_in_progress(path: Path) -> bool:
+    """Without RENAME_EXCHANGE the output is missing between two renames; the previous
+    KB then waits beside it as `.NAME.old-*`."""
+    pattern = _stale_name(path)
+    try:
+        return any(pattern.fullmatch(name) and ".old-" in name for name in os.listdir(path.parent))
+    except OSError:
+        return False
 
 
 def _check_not_a_bomb(archive: zipfile.ZipFile) -> None:
@@ -139,23 +215,38 @@ def parts_from_bytes(data: bytes) -> tuple[dict[str, Any], Tables, Arrays]:
 # --- atomic, locked replacement of a directory -------------------------------------------
 
 
-@contextlib.contextmanager
-def import_lock(output: Path) -> Iterator[Path]:
-    """Hold an exclusive lock for imports into `output` (a `.NAME.lock` file beside it).
+# An output check: raises the coded error when a path may not be replaced (kb/outputs.py).
+Refusal = Callable[[Path], None]
+BusyError = Callable[[Path, Path], SparseExpertError]
 
-    A second import into the same directory fails at once with E012 instead of waiting,
-    so two jobs never interleave their renames. The lock is an `flock`, released by the
-    kernel if the process dies, so a crash leaves no stale lock behind.
+
+def _import_busy(output: Path, lock: Path) -> SparseExpertError:
+    return KBImportError(Errors.E012.format(path=output, lock=lock))
+
+
+def output_path(output: str | Path) -> Path:
+    """`output` made absolute with `..` resolved, so its name and parent are real ones."""
+    return Path(os.path.abspath(output))
+
+
+@contextlib.contextmanager
+def import_lock(output: Path, *, busy: BusyError = _import_busy) -> Iterator[Path]:
+    """Hold an exclusive lock for writes into `output` (a `.NAME.lock` file beside it).
+
+    A second import into the same directory fails at once with E012 (or what `busy`
+    returns) instead of waiting, so two jobs never interleave their renames. The lock is
+    an `flock`, released by the kernel if the process dies, so a crash leaves no stale
+    lock behind.
     """
     lock_path = output.parent / f".{output.name}.lock"
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
             os.close(fd)
             if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise KBImportError(Errors.E012.format(path=output, lock=lock_path)) from err
+                raise busy(output, lock_path) from err
             raise
         # The previous holder may have unlinked the file between our open and flock:
         # then we locked an orphan inode and must retry on the new file.
@@ -189,21 +280,26 @@ def _stale_name(output: Path) -> re.Pattern[str]:
     return re.compile(rf"\.{re.escape(output.name)}\.(tmp|old)-[A-Za-z0-9_]{{8}}")
 
 
-def recover(output: Path) -> None:
+def recover(output: Path, *, is_own: Callable[[Path], bool] = looks_like_kb) -> None:
     """Clean up after an import into `output` that was killed. Call under `import_lock`.
 
-    If `output` is missing but a KB renamed aside (`.NAME.old-*`) exists, the kill came
-    between the two renames of the fallback swap: the previous KB is put back. Then every
-    leftover temporary directory of `output` is removed.
+    If `output` is missing but a directory renamed aside (`.NAME.old-*`, `is_own`) exists,
+    the kill came between the two renames of the fallback swap: it is put back. Then every
+    leftover temporary directory of `output` is removed (a leftover link only unlinked).
     """
-    stale = [p for p in output.parent.iterdir() if _stale_name(output).fullmatch(p.name) and p.is_dir()]
-    if not output.exists():
-        aside = sorted((p for p in stale if ".old-" in p.name and looks_like_kb(p)), key=lambda p: p.stat().st_mtime)
+    stale = [p for p in output.parent.iterdir() if _stale_name(output).fullmatch(p.name)]
+    if not output.exists() and not output.is_symlink():
+        aside = sorted((p for p in stale if ".old-" in p.name and not p.is_symlink() and p.is_dir() and is_own(p)),
+                       key=lambda p: p.stat().st_mtime)
         if aside:
             os.rename(aside[-1], output)
             stale.remove(aside[-1])
     for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
+        if path.is_symlink():  # never followed: only the link goes
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 _RENAME_EXCHANGE = 2
@@ -224,22 +320,22 @@ def exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def replace_dir_atomically(output: Path, write: Callable[[Path], None]) -> None:
+def replace_dir_atomically(output: Path, write: Callable[[Path], None], *, check: Refusal) -> None:
     """Call `write(tmp)` on a fresh directory beside `output`, then swap it into place.
 
-    If `write` fails, `output` is untouched and the temporary directory is removed. An
-    existing KB at `output` is exchanged with the new one in one atomic step and then
-    deleted; without RENAME_EXCHANGE it is renamed aside, the new one renamed in (the old
-    one is put back if that fails) and only then the old one deleted.
+    `check(output)` raises when `output` may not be replaced; it runs before anything is
+    written and again right before the swap. If `write` or the second check fails,
+    `output` is untouched and the temporary directory is removed. An existing `output`
+    is exchanged with the new one in one atomic step and then deleted; without
+    RENAME_EXCHANGE it is renamed aside, the new one renamed in (the old one is put back
+    if that fails) and only then the old one deleted.
     """
-    if output.exists() and not output.is_dir():
-        raise KBImportError(Errors.E014.format(path=output, reason="it is a file"))
-    if output.is_dir() and any(output.iterdir()) and not looks_like_kb(output):
-        raise KBImportError(Errors.E014.format(path=output, reason="it is a non-empty directory without meta.json"))
+    check(output)
     tmp = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
     try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a KB is a normal directory
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; an output is a normal directory
         write(tmp)
+        check(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

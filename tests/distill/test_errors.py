@@ -117,7 +117,7 @@ def test_output_that_is_another_folder(tmp_path: Path, teacher_dir: Path, data_d
     out = tmp_path / "precious"
     out.mkdir()
     (out / "notes.txt").write_text("keep me", encoding="utf8")
-    with pytest.raises(ValueError, match=r"SSE-E078"):
+    with pytest.raises(ValueError, match=r"SSE-E085"):
         run(teacher_dir, out, data_dir)
     assert (out / "notes.txt").read_text(encoding="utf8") == "keep me"
 
