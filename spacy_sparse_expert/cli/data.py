@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import SparseExpertError
+from ..errors import Errors, SparseExpertError
+from ._text import echo
 
 app = typer.Typer(help="Prepare training data as spaCy DocBin files.", no_args_is_help=True)
 
@@ -27,10 +28,13 @@ def bbc(
     try:
         counts = write_bbc(output_dir, jsonl=jsonl, splits=[x.strip() for x in splits.split(",") if x.strip()])
     except SparseExpertError as e:
-        typer.echo(str(e), err=True)
+        echo(e, err=True)
+        raise typer.Exit(1) from None
+    except OSError as e:
+        echo(Errors.E145.format(path=e.filename or output_dir, reason=e.strerror or e), err=True)
         raise typer.Exit(1) from None
     for name, n in counts.items():
-        typer.echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
+        echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
 
 
 @app.command("convert")
@@ -50,7 +54,10 @@ def convert(
     try:
         n, found, exclusive = convert_jsonl(input_path, output_path, labels=label_list)
     except SparseExpertError as e:
-        typer.echo(str(e), err=True)
+        echo(e, err=True)
+        raise typer.Exit(1) from None
+    except OSError as e:  # only the write can fail so: the reader's own errors are coded
+        echo(Errors.E145.format(path=output_path, reason=e.strerror or e), err=True)
         raise typer.Exit(1) from None
     kind = "exclusive" if exclusive else "multilabel"
-    typer.echo(f"{n} docs ({kind}; labels: {', '.join(found)}) -> {output_path}")
+    echo(f"{n} docs ({kind}; labels: {', '.join(found)}) -> {output_path}")

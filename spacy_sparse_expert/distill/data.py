@@ -8,6 +8,7 @@ matching, the costly part) are computed once per document and reused every epoch
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -19,33 +20,68 @@ from spacy.tokens import Doc, DocBin
 from thinc.api import Model
 
 from ..corpora import json_lines
-from ..errors import Errors
+from ..errors import Errors, SparseExpertError
+from ..jsonl import check_input_file
 from ..ml.architectures import torch_module
 from ..ml.featurize import featurize_batch
 from ..ml.wrapper import to_torch
 from .loss import logits_from_scores
 from .prune import MoEImportance, measure_moe_importance
 
+_NOT_A_DOCBIN = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError, ZeroDivisionError,
+                 OverflowError, zlib.error)
+
+
+def check_docbin_file(path: Union[str, Path]) -> Path:
+    """Refuse, without reading it whole, what cannot be a ``.spacy`` file: a path that is
+    not a regular file (E042, E140, E141) or one that does not start with the zlib header
+    every DocBin starts with (E143: JSONL given to --train, say)."""
+    path = check_input_file(Path(path), Errors.E042.format(path=path), suffix=".spacy")
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+    except OSError as err:
+        raise SparseExpertError(Errors.E013.format(path=path, reason=err.strerror or err)) from None
+    if len(head) < 2 or head[0] & 0x0F != 8 or (head[0] << 8 | head[1]) % 31:
+        what = "it is empty" if not head else "it does not start with a zlib header" + (
+            " (it looks like JSON)" if head[:1] in (b"{", b"[") else "")
+        raise SparseExpertError(Errors.E143.format(path=path, reason=what))
+    return path
+
 
 def read_docbin(path: Union[str, Path], nlp: Language) -> List[Doc]:
-    """The documents of a ``.spacy`` file, in the vocab of ``nlp``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(Errors.E042.format(path=path))
-    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    """The documents of a ``.spacy`` file, in the vocab of ``nlp``. A path that is not a
+    regular file raises E042, E140 or E141; a file that is not a DocBin raises E143."""
+    path = check_docbin_file(path)
+    try:
+        return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+    except OSError as err:
+        raise SparseExpertError(Errors.E013.format(path=path, reason=err.strerror or err)) from None
+    except _NOT_A_DOCBIN as err:  # what zlib, msgpack and DocBin raise on other or damaged bytes
+        text = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        reason = text if isinstance(err, ValueError) and text else f"{type(err).__name__} {text}".strip()
+        raise SparseExpertError(Errors.E143.format(path=path, reason=reason)) from None
 
 
 def read_unlabelled(path: Union[str, Path]) -> List[str]:
-    """Texts of a JSONL file, one ``{"text": ...}`` object a line (other keys ignored)."""
+    """Texts of a JSONL file, one ``{"text": ...}`` object a line (other keys ignored),
+    read by the same line reader as rule files and ``data convert``."""
     texts: List[str] = []
     for lineno, record in json_lines(path, Errors.E074):
         text = record.get("text") if isinstance(record, dict) else None
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(Errors.E074.format(path=path, line=lineno, reason="no \"text\" string"))
+            found = (f"found a JSON {_json_kind(record)}, not an object" if not isinstance(record, dict)
+                     else "no \"text\" string" if not isinstance(text, str) else "the \"text\" is blank")
+            raise SparseExpertError(Errors.E074.format(path=path, line=lineno, reason=found))
         texts.append(text)
     if not texts:
-        raise ValueError(Errors.E043.format(path=path))
+        raise SparseExpertError(Errors.E043.format(path=path))
     return texts
+
+
+def _json_kind(value: object) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null", int: "number",
+            float: "number"}.get(type(value), type(value).__name__)
 
 
 def crop_pairs(teacher_docs: Sequence[Doc], student_docs: Sequence[Doc], n_crops: int, *, seed: int = 0,
@@ -229,5 +265,5 @@ def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_si
     return TeacherView(all_logits, routers if with_router else None, importance, counts)
 
 
-__all__ = ["Features", "GoldArrays", "TeacherView", "crop_pairs", "gold_arrays", "read_docbin", "read_unlabelled",
-           "teacher_view"]
+__all__ = ["Features", "GoldArrays", "TeacherView", "check_docbin_file", "crop_pairs", "gold_arrays", "read_docbin",
+           "read_unlabelled", "teacher_view"]
