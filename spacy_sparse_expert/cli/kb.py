@@ -4,7 +4,7 @@ Thin wrappers over `spacy_sparse_expert.kb.compile.import_rdf` and `KnowledgeBas
 """
 from __future__ import annotations
 
-import json
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -15,7 +15,8 @@ from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextCol
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import Errors, SparseExpertError
+from ..errors import Errors, KBImportError, SparseExpertError
+from ._text import literal, safe_json
 
 app = typer.Typer(help="Compile RDF knowledge graphs into a KB directory and inspect it.", no_args_is_help=True)
 
@@ -46,9 +47,19 @@ def expand_iri(value: str) -> str:
 def _fail(err: Exception | str) -> None:
     """Print the error (no traceback) and exit 1. Messages quote file content, so control
     characters are shown escaped rather than sent to the terminal."""
-    text = "".join(c if c.isprintable() or c in "\n\t" else repr(c)[1:-1] for c in str(err))
-    Console(stderr=True).print(Text(text, style="bold red"))
+    Console(stderr=True).print(literal(err, style="bold red", multiline=True))
     raise typer.Exit(code=1)
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size(text: str, key: str) -> int:
+    """`64G` -> bytes (binary units; `64GiB`, `64gb`, plain numbers too). Raises E094."""
+    found = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*", text, flags=re.IGNORECASE)
+    if found is None:
+        raise KBImportError(Errors.E094.format(key=key, value=text, reason="pass a number of bytes, e.g. 64G or 500M"))
+    return int(found.group(1)) * _UNITS[found.group(2).lower()]
 
 
 class _RateColumn(ProgressColumn):
@@ -61,7 +72,9 @@ class _RateColumn(ProgressColumn):
 def import_cmd(
     sources: Annotated[Optional[list[Path]], typer.Argument(
         help="RDF files (.ttl .nt .nq .trig .jsonld .rdf/.owl/.xml .n3, optionally .gz/.bz2/.xz), "
-             "directories of them, or Oxigraph store directories.", show_default=False)] = None,
+             "directories of them, or Oxigraph store directories. Pipes, FIFOs, /dev/stdin and '-' "
+             "(standard input) work too, with --format; their compression is recognised.",
+        show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="KB directory to write (replaced atomically).")] = ...,
     fmt: Annotated[Optional[str], typer.Option("--format", "-f", help="Format of every file, overriding extensions: "
                                                "turtle, n-triples, n-quads, trig, json-ld, rdf/xml, n3.")] = None,
@@ -80,7 +93,20 @@ def import_cmd(
         "--relation", help="Relation predicate to keep (repeatable). Default: every predicate between entities.")] = None,
     base: Annotated[Optional[str], typer.Option("--base", help="Base IRI for relative IRIs.")] = None,
     max_candidates: Annotated[int, typer.Option("--max-candidates", min=1, help="Most entities kept per alias.")] = 30,
-    timeout: Annotated[float, typer.Option("--timeout", help="SPARQL request timeout in seconds.")] = 60.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="SPARQL: seconds for the whole request, from "
+                                           "connecting to the last byte of the answer.")] = 60.0,
+    max_response_bytes: Annotated[Optional[str], typer.Option(
+        "--max-response-bytes", help="SPARQL: largest answer accepted, a number or with K/M/G/T (binary). "
+                                     "Default: 4G.", show_default=False)] = None,
+    max_triples: Annotated[Optional[int], typer.Option(
+        "--max-triples", help="Budget: most triples read over all sources, repeats included. "
+                              "Default: 200000000.", show_default=False)] = None,
+    max_bytes: Annotated[Optional[str], typer.Option(
+        "--max-bytes", help="Budget: most bytes read from one source after decompression, a number "
+                            "or with K/M/G/T (binary). Default: 64G.", show_default=False)] = None,
+    max_xml_depth: Annotated[Optional[int], typer.Option(
+        "--max-xml-depth", help="Deepest element nesting accepted in RDF/XML. Default: 2000.",
+        show_default=False)] = None,
     engine: Annotated[str, typer.Option("--engine", help="Parser: oxigraph (fast) or rdflib.")] = "oxigraph",
     graph_engine: Annotated[str, typer.Option("--graph-engine", help="Graph features: fast or networkx.")] = "fast",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
@@ -93,7 +119,16 @@ def import_cmd(
     is complete.
     """
     from ..kb.compile import DEFAULT_LABEL_PREDICATES, import_rdf
+    from ..kb.import_options import import_options
 
+    budgets = {"max_triples": max_triples, "max_xml_depth": max_xml_depth}
+    try:
+        if max_bytes is not None:
+            budgets["max_bytes"] = _size(max_bytes, "max_bytes (--max-bytes)")
+        if max_response_bytes is not None:
+            budgets["max_response_bytes"] = _size(max_response_bytes, "max_response_bytes (--max-response-bytes)")
+    except SparseExpertError as err:
+        _fail(err)
     options: dict[str, Any] = {
         "label_predicates": tuple(expand_iri(p) for p in label_predicate) if label_predicate else DEFAULT_LABEL_PREDICATES,
         "languages": tuple(language) if language else ("en",),
@@ -102,7 +137,12 @@ def import_cmd(
         "relations": tuple(expand_iri(r) for r in relation) if relation else None,
         "base": base, "format": fmt, "max_candidates": max_candidates, "timeout": timeout,
         "engine": engine, "graph_engine": graph_engine,
+        **{key: value for key, value in budgets.items() if value is not None},
     }
+    try:
+        import_options(**options)  # every value checked before anything is read or written
+    except SparseExpertError as err:
+        _fail(err)
     console = Console(stderr=True, quiet=quiet, markup=False)  # paths and KB text are not markup
     try:
         query_text = query.read_text(encoding="utf8") if query else None
@@ -124,7 +164,7 @@ def import_cmd(
             _fail(Errors.E062.format(path=target, reason=err.strerror or err, parent=target.parent))
     elapsed = time.perf_counter() - start
     counts, timing = kb.meta["counts"], kb.meta["timing"]
-    table = Table(title=f"Knowledge base written to {output}", show_header=False)
+    table = Table(title=literal(f"Knowledge base written to {output}"), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
     for key in ("triples", "entities", "aliases", "alias_links", "types", "type_links", "predicates", "relations"):
@@ -147,22 +187,24 @@ def info_cmd(
     except SparseExpertError as err:
         _fail(err)
     if as_json:
-        typer.echo(json.dumps(kb.meta, indent=2, ensure_ascii=False))
+        typer.echo(safe_json(kb.meta, indent=2))
         return
-    console = Console(markup=False)  # labels and IRIs come from the RDF: not markup
-    table = Table(title=f"Knowledge base {kb_dir}", show_header=False)
+    # Every cell is literal Text: meta.json quotes paths, URLs and options from outside
+    console = Console(markup=False, emoji=False, highlight=False)
+    table = Table(title=literal(f"Knowledge base {kb_dir}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("format version", str(kb.meta.get("format_version")))
-    table.add_row("created by", str(kb.meta.get("created_by", "?")))
-    for key, value in kb.meta.get("counts", {}).items():
-        table.add_row(key.replace("_", " "), f"{value:,}")
-    for source in kb.meta.get("sources", []):
+    meta = kb.meta
+    table.add_row("format version", literal(meta.get("format_version")))
+    table.add_row("created by", literal(meta.get("created_by", "?")))
+    for key, value in meta.get("counts", {}).items():
+        table.add_row(literal(str(key).replace("_", " ")), literal(f"{value:,}" if isinstance(value, int) else value))
+    for source in meta.get("sources", []):
         where = source.get("path") or source.get("url")
-        extra = f" sha256 {source['sha256'][:12]}..." if "sha256" in source else ""
-        table.add_row(f"source ({source['kind']})", f"{where}{extra}")
-    table.add_row("graph features", ", ".join(kb.feature_names))
-    table.add_row("languages", ", ".join(kb.meta.get("options", {}).get("languages", [])))
+        extra = f" sha256 {str(source['sha256'])[:12]}..." if "sha256" in source else ""
+        table.add_row(literal(f"source ({source.get('kind', '?')})"), literal(f"{where}{extra}"))
+    table.add_row("graph features", literal(", ".join(map(str, kb.feature_names))))
+    table.add_row("languages", literal(", ".join(map(str, meta.get("options", {}).get("languages", [])))))
     console.print(table)
 
 
@@ -187,18 +229,20 @@ def lookup_cmd(
         found = [(c.entity_id, c.prior) for c in kb.candidates(text)]
     rows = [{**kb.describe(e), "prior": round(prior, 6)} for e, prior in found[:limit]]
     if as_json:
-        typer.echo(json.dumps({"query": text, "candidates": rows}, indent=2, ensure_ascii=False))
+        typer.echo(safe_json({"query": text, "candidates": rows}, indent=2))
         return
-    console = Console(markup=False)  # labels and IRIs come from the RDF: not markup
+    # Labels and IRIs come from the RDF: literal Text, neither markup nor terminal codes
+    console = Console(markup=False, emoji=False, highlight=False)
     if not rows:
-        console.print(f"No entity has the alias {text!r}.")
+        console.print(literal(f"No entity has the alias {text!r}."))
         return
-    table = Table(title=f"Candidates for {text!r}")
+    table = Table(title=literal(f"Candidates for {text!r}"))
     for col in ("prior", "label", "IRI", "types", "degree", "pagerank"):
         table.add_column(col)
     for row in rows:
         feats = row["graph_features"]
-        table.add_row(f"{row['prior']:.3f}", row["label"], row["iri"], ", ".join(_short(t) for t in row["types"]),
+        table.add_row(f"{row['prior']:.3f}", literal(row["label"]), literal(row["iri"]),
+                      literal(", ".join(_short(t) for t in row["types"])),
                       f"{feats.get('degree', 0):.0f}", f"{feats.get('pagerank', 0):.2e}")
     console.print(table)
 

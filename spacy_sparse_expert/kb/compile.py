@@ -25,178 +25,23 @@ from __future__ import annotations
 
 import time
 import warnings
-from array import array
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyoxigraph as ox
 
 from .. import __version__
 from ..errors import Errors, KBImportError, Warnings
 from . import storage
-from .graph_features import ENGINES as GRAPH_ENGINES
+from .outputs import check_kb_output
+from .collect import ProgressCallback, _collect, _Collected
 from .graph_features import compute_graph_features, sorted_unique
-from .hierarchy import superclass_closure
+from .hierarchy import inferred_types, superclass_closure
 from .knowledge_base import KnowledgeBase, normalize_alias
-from .rdf_sources import RdfSource, read_quads, resolve_sources, sha256_of, sparql_source
-
-RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-RDFS = "http://www.w3.org/2000/01/rdf-schema#"
-OWL = "http://www.w3.org/2002/07/owl#"
-SKOS = "http://www.w3.org/2004/02/skos/core#"
-RDF_TYPE = RDF + "type"
-RDFS_SUBCLASS_OF = RDFS + "subClassOf"
-DEFAULT_LABEL_PREDICATES: tuple[str, ...] = (
-    RDFS + "label", SKOS + "prefLabel", SKOS + "altLabel", "http://schema.org/name", "http://xmlns.com/foaf/0.1/name",
-)
-ALT_LABEL_PREDICATES = frozenset({SKOS + "altLabel", SKOS + "hiddenLabel"})
-CLASS_TYPES = frozenset({RDFS + "Class", OWL + "Class"})
-PROPERTY_TYPES = frozenset({RDF + "Property", OWL + "ObjectProperty", OWL + "DatatypeProperty",
-                            OWL + "AnnotationProperty", OWL + "TransitiveProperty", OWL + "SymmetricProperty",
-                            OWL + "FunctionalProperty", OWL + "InverseFunctionalProperty"})
-ANY_LANGUAGE = "*"
-
-ProgressCallback = Callable[[int], None]
-_PROGRESS_EVERY = 1 << 15
-_IGNORE, _LABEL, _TYPE, _SUBCLASS, _RELATION = range(5)
-
-
-@dataclass(frozen=True)
-class ImportOptions:
-    """How to read the RDF. Stored (without credentials) in meta.json."""
-
-    label_predicates: tuple[str, ...] = DEFAULT_LABEL_PREDICATES
-    languages: tuple[str, ...] = ("en",)   # untagged labels are always accepted; "*" = any
-    type_predicate: str = RDF_TYPE
-    subclass_predicate: str = RDFS_SUBCLASS_OF
-    relations: tuple[str, ...] | None = None  # None: every predicate between two entities
-    base: str | None = None
-    format: str | None = None
-    max_candidates: int = 30
-    engine: str = "oxigraph"               # "oxigraph" (fast) or "rdflib"
-    graph_engine: str = "fast"             # "fast" (numpy/scipy) or "networkx"
-    timeout: float = 60.0                  # SPARQL request timeout, seconds
-
-    def to_meta(self) -> dict[str, Any]:
-        out = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-
-
-@dataclass
-class _Collected:
-    """What one pass over the triples keeps (ids index `nodes`)."""
-
-    nodes: dict[str, int] = field(default_factory=dict)
-    labels: list[tuple[int, str, int, int]] = field(default_factory=list)  # node, text, pred rank, lang rank
-    other_languages: set[str] = field(default_factory=set)
-    n_label_triples: int = 0
-    n_blank_labels: int = 0  # label triples whose subject is a blank node (never entities)
-    type_s: array = field(default_factory=lambda: array("q"))
-    type_o: array = field(default_factory=lambda: array("q"))
-    sub_s: array = field(default_factory=lambda: array("q"))
-    sub_o: array = field(default_factory=lambda: array("q"))
-    rel_s: array = field(default_factory=lambda: array("q"))
-    rel_p: array = field(default_factory=lambda: array("q"))
-    rel_o: array = field(default_factory=lambda: array("q"))
-    predicates: dict[str, int] = field(default_factory=dict)  # every predicate IRI -> kind
-    n_triples: int = 0
-
-
-def _language_rank(languages: Sequence[str]) -> Callable[[str | None], int | None]:
-    """Rank of a label language: index of the requested language it matches, untagged
-    after all of them, None when not wanted. "en" matches "en", "en-GB", "EN-us"."""
-    wanted = [lang.lower() for lang in languages]
-    any_language = ANY_LANGUAGE in wanted
-    cache: dict[str | None, int | None] = {None: len(wanted)}
-
-    def rank(lang: str | None) -> int | None:
-        if lang in cache:
-            return cache[lang]
-        low = lang.lower()  # type: ignore[union-attr]
-        found = next((i for i, w in enumerate(wanted) if low == w or low.startswith(w + "-")), None)
-        if found is None and any_language:
-            found = len(wanted)
-        cache[lang] = found
-        return found
-
-    return rank
-
-
-def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
-             progress: ProgressCallback | None) -> None:
-    """The hot loop: one pass, a dict lookup per term, ints appended to arrays."""
-    label_rank = {p: (i + (len(opts.label_predicates) if p in ALT_LABEL_PREDICATES else 0))
-                  for i, p in enumerate(opts.label_predicates)}
-    keep = set(opts.relations) if opts.relations is not None else None
-    lang_rank = _language_rank(opts.languages)
-    kinds = into.predicates
-    nodes = into.nodes
-    named, literal = ox.NamedNode, ox.Literal
-    n = into.n_triples
-
-    def intern(iri: str) -> int:
-        i = nodes.get(iri)
-        if i is None:
-            i = nodes[iri] = len(nodes)
-        return i
-
-    def kind_of(p: str) -> int:
-        if p in label_rank:
-            return _LABEL
-        if p == opts.type_predicate:
-            return _TYPE
-        if p == opts.subclass_predicate:
-            return _SUBCLASS
-        # A kept relation's kind is _RELATION + its node id: no second lookup per triple.
-        return _RELATION + intern(p) if keep is None or p in keep else _IGNORE
-
-    rel_s, rel_p, rel_o = into.rel_s.append, into.rel_p.append, into.rel_o.append
-    for quad in quads:
-        n += 1
-        if progress is not None and not n & (_PROGRESS_EVERY - 1):
-            progress(n)
-        p = quad.predicate.value
-        kind = kinds.get(p)
-        if kind is None:
-            kind = kinds[p] = kind_of(p)
-        subject = quad.subject
-        if type(subject) is not named:
-            into.n_blank_labels += kind == _LABEL
-            continue
-        obj = quad.object
-        if kind >= _RELATION:
-            if type(obj) is named:
-                s = nodes.get(subject.value)
-                if s is None:
-                    s = intern(subject.value)
-                o = nodes.get(obj.value)
-                if o is None:
-                    o = intern(obj.value)
-                rel_s(s)
-                rel_p(kind - _RELATION)
-                rel_o(o)
-        elif kind == _LABEL:
-            if type(obj) is literal:
-                into.n_label_triples += 1
-                rank = lang_rank(obj.language)
-                if rank is None:
-                    into.other_languages.add(obj.language)
-                else:
-                    into.labels.append((intern(subject.value), obj.value, label_rank[p], rank))
-        elif kind == _TYPE:
-            if type(obj) is named:
-                into.type_s.append(intern(subject.value))
-                into.type_o.append(intern(obj.value))
-        elif kind == _SUBCLASS:
-            if type(obj) is named:
-                into.sub_s.append(intern(subject.value))
-                into.sub_o.append(intern(obj.value))
-    into.n_triples = n
-    if progress is not None:
-        progress(n)
+from .import_options import CLASS_TYPES, DEFAULT_LABEL_PREDICATES, PROPERTY_TYPES, ImportOptions, import_options
+from .rdf_sources import RdfSource, read_quads, resolve_sources, sparql_source
+from .source_stream import ReadStats
 
 
 def _csr(rows: np.ndarray, n_rows: int) -> np.ndarray:
@@ -270,13 +115,11 @@ def build_kb(col: _Collected, opts: ImportOptions, source_names: Sequence[str]) 
     t_ids: list[int] = []
     t_direct: list[bool] = []
     for e in sorted(direct):
-        asserted = direct[e]
-        inferred: set[int] = set()
+        asserted = sorted(direct[e])
         for c in asserted:
-            inferred |= supers.get(c, frozenset())
-        for c in sorted(asserted):
             t_rows.append(e), t_ids.append(int(node_to_type[c])), t_direct.append(True)
-        for c in sorted(inferred - asserted):
+        # nearest superclasses first: the featurizer keeps an entity's first types
+        for c in inferred_types(asserted, supers):
             t_rows.append(e), t_ids.append(int(node_to_type[c])), t_direct.append(False)
     type_rows = np.asarray(t_rows, dtype=np.int64)
 
@@ -387,11 +230,12 @@ def _local_name(iri: str) -> str:
     return iri
 
 
-def _source_meta(source: RdfSource) -> dict[str, Any]:
+def _source_meta(source: RdfSource, stats: ReadStats) -> dict[str, Any]:
     if source.kind == "file":
-        path = Path(source.location)
-        return {"kind": "file", "path": str(path), "format": source.fmt.name if source.fmt else None,
-                "compression": source.compression, "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        # What was read, in the one pass that parsed it: a pipe has no size to stat and
+        # cannot be read again to hash, and a regular file may change in between.
+        return {"kind": "file", "path": source.location, "format": source.fmt.name if source.fmt else None,
+                "compression": stats.compression, "bytes": stats.bytes_read, "sha256": stats.sha256}
     if source.kind == "store":
         return {"kind": "oxigraph-store", "path": source.location}
     return {"kind": "sparql", "url": source.display, "query": source.query}
@@ -406,15 +250,14 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
     sparql (str | None): a SPARQL endpoint URL to read with a CONSTRUCT query.
     query (str | None): that CONSTRUCT query (default: every triple of the default graph).
     progress (Callable[[int], None] | None): called with the running triple count.
-    options: fields of `ImportOptions` (label_predicates, languages, relations, base, ...).
+    options: fields of `ImportOptions` (label_predicates, languages, relations, base,
+        max_triples, max_bytes, max_xml_depth, ...), checked by `import_options`.
     RETURNS (KnowledgeBase): with `meta` filled in (sources, options, counts, timing).
+
+    Every source is read once (pipes and FIFOs included) and memory follows the distinct
+    triples; the budgets raise E090 (bytes per source), E091 (triples), E092 (XML depth).
     """
-    opts = ImportOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-    if opts.engine not in ("oxigraph", "rdflib"):
-        raise KBImportError(Errors.E033.format(key="engine", value=opts.engine, reason="use 'oxigraph' or 'rdflib'"))
-    if opts.graph_engine not in GRAPH_ENGINES:
-        raise KBImportError(Errors.E033.format(key="graph_engine", value=opts.graph_engine,
-                                               reason=f"use one of {', '.join(GRAPH_ENGINES)}"))
+    opts = import_options(**options)
     start = time.perf_counter()
     resolved = resolve_sources(sources, fmt=opts.format)
     if sparql:
@@ -422,16 +265,21 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
     if not resolved:
         raise KBImportError(Errors.E004.format(path="(no source given)"))
     col = _Collected()
-    for source in resolved:
-        with read_quads(source, base_iri=opts.base, engine=opts.engine, timeout=opts.timeout) as quads:
-            _collect(quads, opts, col, progress)
+    stats = [ReadStats() for _ in resolved]
+    for source, read in zip(resolved, stats):
+        with read_quads(source, base_iri=opts.base, engine=opts.engine, timeout=opts.timeout,
+                        max_bytes=opts.max_bytes, max_xml_depth=opts.max_xml_depth,
+                        max_response_bytes=opts.max_response_bytes, stats=read) as quads:
+            _collect(quads, opts, col, progress, source.display)
+    col.compact()
     parse_seconds = time.perf_counter() - start
     kb, timings = build_kb(col, opts, [s.display for s in resolved])
     total = time.perf_counter() - start
     kb.meta.update({
+        "format": storage.KB_FORMAT,  # the marker that lets a later import replace this KB
         "format_version": storage.FORMAT_VERSION,
         "created_by": f"spacy-sparse-expert {__version__}",
-        "sources": [_source_meta(s) for s in resolved],
+        "sources": [_source_meta(s, read) for s, read in zip(resolved, stats)],
         "options": opts.to_meta(),
         "counts": {
             "triples": col.n_triples, "entities": kb.n_entities, "aliases": kb.n_aliases,
@@ -450,20 +298,29 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
                **options: Any) -> KnowledgeBase:
     """Compile RDF sources and write the KB to `output`, atomically and under a lock.
 
+    `output` must be new, an empty directory or a KB an earlier import wrote; never a
+    symlink, a source, or a directory holding or inside a source (E080-E082, checked
+    before parsing and again right before the swap, leaving `output` as it was).
     Parsing and compiling happen before anything is written; the KB is written into a
     temporary directory beside `output` and renamed into place, so a failed or interrupted
     import leaves a previous KB at `output` as it was. A concurrent import into the same
     directory fails with E012. Arguments as for `compile_kb`.
     RETURNS (KnowledgeBase): the KB that was written.
     """
-    output = Path(output).absolute()
+    output = storage.output_path(output)
+    sources = list(sources)
+
+    def check(path: Path) -> None:
+        check_kb_output(path, sources)
+
+    check(output)  # fail fast: before the parent, the lock or the parse
     created_parent = not output.parent.exists()
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         with storage.import_lock(output):
             storage.recover(output)  # what an import killed at any point left behind
             kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, **options)
-            storage.replace_dir_atomically(output, kb.to_disk)
+            storage.replace_dir_atomically(output, kb.to_disk, check=check)
     except BaseException:
         if created_parent:
             try:

@@ -11,24 +11,23 @@ parser could fetch anything.
 """
 from __future__ import annotations
 
-import bz2
 import codecs
 import contextlib
-import gzip
 import hashlib
 import io
 import json
-import lzma
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 import pyoxigraph as ox
 
 from ..errors import Errors, KBImportError
-from .sparql import DEFAULT_CONSTRUCT, check_url, fetch_construct, redact_url
+from .source_stream import AUTO, DECOMPRESSORS, DEFAULT_MAX_BYTES, STDIN, ReadStats, open_once, spool
+from .sparql import (DEFAULT_CONSTRUCT, DEFAULT_MAX_RESPONSE_BYTES, check_url, fetch_construct, redact_url,
+                     scrubbed_errors)
 
 
 @dataclass(frozen=True)
@@ -51,11 +50,7 @@ FORMATS: tuple[RdfFormatInfo, ...] = (
 )
 _BY_NAME = {alias: f for f in FORMATS for alias in (f.name, *f.aliases)}
 _BY_EXT = {ext: f for f in FORMATS for ext in f.extensions}
-COMPRESSIONS: dict[str, Callable[[Path], IO[bytes]]] = {
-    ".gz": lambda p: gzip.open(p, "rb"),
-    ".bz2": lambda p: bz2.open(p, "rb"),
-    ".xz": lambda p: lzma.open(p, "rb"),
-}
+COMPRESSIONS = tuple(DECOMPRESSORS)  # file name suffixes; the content is sniffed when there is none
 ACCEPTED = ", ".join(f"{f.name} ({'/'.join(f.extensions)})" for f in FORMATS)
 
 
@@ -82,12 +77,16 @@ class RdfSource:
     kind: str                       # "file" | "store" | "sparql"
     location: str                   # file/store path, or endpoint URL
     fmt: RdfFormatInfo | None = None
-    compression: str | None = None
+    compression: str | None = None  # ".gz", ".bz2", ".xz", or "auto": from the first bytes
     query: str | None = None        # SPARQL CONSTRUCT query
 
     @property
     def display(self) -> str:
+        """The location as it may be shown and stored: an endpoint URL without its secrets."""
         return redact_url(self.location) if self.kind == "sparql" else self.location
+
+    def __repr__(self) -> str:  # the dataclass repr would show an endpoint's credentials
+        return f"RdfSource(kind={self.kind!r}, location={self.display!r}, fmt={self.fmt!r})"
 
 
 def is_oxigraph_store(path: Path) -> bool:
@@ -103,8 +102,13 @@ def resolve_sources(sources: Sequence[str | Path], *, fmt: str | None = None) ->
     """
     forced = format_by_name(fmt) if fmt else None
     out: list[RdfSource] = []
+    if sum(str(raw) == STDIN for raw in sources) > 1:
+        raise KBImportError(Errors.E096.format(path=STDIN))
     for raw in sources:
         path = Path(raw)
+        if str(raw) == STDIN:
+            out.append(_file_source(path, forced))
+            continue
         if not path.exists():
             raise KBImportError(Errors.E004.format(path=path))
         if is_oxigraph_store(path):
@@ -125,20 +129,20 @@ def _file_source(path: Path, forced: RdfFormatInfo | None) -> RdfSource:
     if info is None:
         raise KBImportError(Errors.E001.format(fmt="".join(path.suffixes) or "(no extension)", path=path,
                                                accepted=ACCEPTED))
-    return RdfSource("file", str(path), info, compression)
+    # A name with an RDF extension tells whether the file is compressed (a gzip file named
+    # .nt is an error to report); a nameless stream (a pipe, "-", /dev/fd/N) is recognised
+    # by its first bytes.
+    return RdfSource("file", str(path), info, compression if compression or guessed else AUTO)
 
 
 def sparql_source(url: str, query: str | None = None) -> RdfSource:
+    """A SPARQL endpoint source. `url` keeps its credentials and query string for the
+    request; use `display` for anything shown or stored."""
     check_url(url)
     return RdfSource("sparql", url, query=query or DEFAULT_CONSTRUCT)
 
 
 # --- reading ---------------------------------------------------------------------------
-
-
-def open_binary(source: RdfSource) -> IO[bytes]:
-    path = Path(source.location)
-    return COMPRESSIONS[source.compression](path) if source.compression else path.open("rb")
 
 
 def sha256_of(path: str | Path) -> str:
@@ -149,6 +153,9 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# Elements nested in RDF/XML: real files stay under a few dozen levels; pyoxigraph takes
+# ~0.06 s at 2,000 levels but 23 s at 40,000 (superlinear), so deeper is refused (E092).
+DEFAULT_MAX_XML_DEPTH = 2_000
 _DTD = re.compile(r"<!\s*(doctype|entity)", re.IGNORECASE)
 # Byte signatures of XML documents (XML 1.0 appendix F), longest first.
 _XML_SIGNATURES = (
@@ -192,37 +199,41 @@ def declares_dtd(stream: IO[bytes], where: str) -> bool:
     return _DTD.search(tail + decoder.decode(b"", final=True)) is not None
 
 
-def check_xml_safe(source: RdfSource) -> None:
-    """Refuse RDF/XML that declares a DOCTYPE or entities, before any parser sees it.
+def check_xml_safe(data: IO[bytes], where: str, max_depth: int = DEFAULT_MAX_XML_DEPTH) -> None:
+    """Refuse RDF/XML that declares a DOCTYPE or entities, is not well-formed or nests
+    deeper than `max_depth`, before any parser sees it. `data` must be rewindable (a
+    spooled copy: a pipe cannot be read twice); it is left at the start.
 
-    The scan reads only the file itself (decompressed), never what an entity refers
-    to, so an external entity pointing at a local file or URL is never dereferenced.
+    The scan reads only the document itself, never what an entity refers to, so an
+    external entity pointing at a local file or URL is never dereferenced.
     """
-    with open_binary(source) as fh:
-        if declares_dtd(fh, source.location):
-            raise KBImportError(Errors.E003.format(path=source.location))
-    with open_binary(source) as fh:
-        check_xml_well_formed(fh, source.location)
+    if declares_dtd(data, where):
+        raise KBImportError(Errors.E003.format(path=where))
+    data.seek(0)
+    check_xml_well_formed(data, where, max_depth)
+    data.seek(0)
 
 
-def check_jsonld_contexts(source: RdfSource) -> None:
+def check_jsonld_contexts(data: IO[bytes], where: str) -> None:
     """Refuse JSON-LD whose @context (or a context's @import) is a URL or file name.
 
     rdflib would fetch it: a local file read or a network request chosen by the file.
     Inline context objects are fine. pyoxigraph never fetches (it reports E061 itself).
+    `data` must be rewindable; it is left at the start.
     """
     try:
-        with open_binary(source) as fh:
-            data = json.load(fh)
+        document = json.load(data)
     except RecursionError:
-        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line="?",
+        raise KBImportError(Errors.E002.format(path=where, fmt="json-ld", line="?",
                                                reason="JSON nested too deeply")) from None
     except json.JSONDecodeError as err:
-        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line=err.lineno,
+        raise KBImportError(Errors.E002.format(path=where, fmt="json-ld", line=err.lineno,
                                                reason=err.msg)) from None
     except ValueError as err:  # not UTF-8, integer too long
-        raise KBImportError(Errors.E002.format(path=source.location, fmt="json-ld", line="?", reason=err)) from None
-    todo = [data]
+        raise KBImportError(Errors.E002.format(path=where, fmt="json-ld", line="?", reason=err)) from None
+    finally:
+        data.seek(0)
+    todo: list[Any] = [document]
     while todo:
         node = todo.pop()
         if isinstance(node, list):
@@ -232,16 +243,42 @@ def check_jsonld_contexts(source: RdfSource) -> None:
                 remote = value if isinstance(value, list) else [value]
                 if key in ("@context", "@import") and any(isinstance(v, str) for v in remote):
                     context = next(v for v in remote if isinstance(v, str))
-                    raise KBImportError(Errors.E061.format(path=source.location, context=repr(context)[:200]))
+                    raise KBImportError(Errors.E061.format(path=where, context=repr(context)[:200]))
                 todo.append(value)
 
 
-def xml_error(stream: IO[bytes]) -> tuple[int, str] | None:
+class XmlTooDeep(Exception):
+    """Raised by `xml_error` at the first element nested deeper than allowed."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+def xml_error(stream: IO[bytes], max_depth: int | None = None) -> tuple[int, str] | None:
     """(line, message) of the first XML well-formedness error, found with expat (which
-    never loads external entities; DOCTYPEs were refused before); None if well-formed."""
+    never loads external entities; DOCTYPEs were refused before); None if well-formed.
+    With `max_depth`, nesting deeper than that raises XmlTooDeep."""
     import xml.parsers.expat
 
     parser = xml.parsers.expat.ParserCreate()
+    if max_depth is not None:
+        # Counted here because pyoxigraph's RDF/XML parser is superlinear in the depth
+        # (40,000 levels: 23 s); expat itself is linear. Costs about one expat pass.
+        depth = 0
+
+        def start(name: str, attrs: Any) -> None:
+            nonlocal depth
+            depth += 1
+            if depth > max_depth:  # type: ignore[operator]
+                raise XmlTooDeep(parser.CurrentLineNumber)
+
+        def end(name: str) -> None:
+            nonlocal depth
+            depth -= 1
+
+        parser.StartElementHandler = start
+        parser.EndElementHandler = end
     try:
         parser.ParseFile(stream)
     except xml.parsers.expat.ExpatError as err:
@@ -249,20 +286,14 @@ def xml_error(stream: IO[bytes]) -> tuple[int, str] | None:
     return None
 
 
-def xml_error_line(source: RdfSource) -> int | None:
-    """Line of the first XML well-formedness error of a file source, or None."""
-    try:
-        with open_binary(source) as fh:
-            found = xml_error(fh)
-    except (OSError, EOFError):
-        return None
-    return found[0] if found else None
-
-
-def check_xml_well_formed(data: IO[bytes], where: str) -> None:
+def check_xml_well_formed(data: IO[bytes], where: str, max_depth: int = DEFAULT_MAX_XML_DEPTH) -> None:
     """pyoxigraph's RDF/XML parser returns the triples before a cut-off (a truncated
-    download would import silently, half of it); expat refuses what is not well-formed."""
-    found = xml_error(data)
+    download would import silently, half of it); expat refuses what is not well-formed,
+    and nesting deeper than `max_depth` (E092)."""
+    try:
+        found = xml_error(data, max_depth)
+    except XmlTooDeep as err:
+        raise KBImportError(Errors.E092.format(path=where, line=err.line, limit=max_depth)) from None
     if found is not None:
         raise KBImportError(Errors.E002.format(path=where, fmt="rdf/xml", line=found[0],
                                                reason=f"not well-formed XML: {found[1]}"))
@@ -270,47 +301,60 @@ def check_xml_well_formed(data: IO[bytes], where: str) -> None:
 
 @contextlib.contextmanager
 def read_quads(source: RdfSource, *, base_iri: str | None = None, engine: str = "oxigraph",
-               timeout: float = 60.0) -> Iterator[Iterable[ox.Quad]]:
+               timeout: float = 60.0,
+               max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+               max_bytes: int = DEFAULT_MAX_BYTES, max_xml_depth: int = DEFAULT_MAX_XML_DEPTH,
+               stats: ReadStats | None = None) -> Iterator[Iterable[ox.Quad]]:
     """Context manager giving the quads of one source as a plain iterable.
 
     Errors raised while the caller iterates (pyoxigraph parses lazily) are translated on
     the way out into KBImportError naming the source and line. No generator sits between
     the Rust parser and the caller's loop: on FB15k-237 that layer alone cost ~25%.
+    A file is read exactly once (pipes and FIFOs included); `stats` receives its size and
+    sha256 when the caller's block ends normally. More than `max_bytes` decompressed
+    bytes raise E090, RDF/XML nested deeper than `max_xml_depth` E092.
     """
     where = source.display
     info = source.fmt
+    copies: list[IO[bytes]] = []  # spooled documents, kept open for error lines
     try:
         with contextlib.ExitStack() as stack:
             if source.kind == "store":
                 yield _store_quads(source)
             elif source.kind == "sparql":
-                data, name = fetch_construct(source.location, source.query or DEFAULT_CONSTRUCT, timeout=timeout)
-                info = format_by_name(name)
-                if info.name == "rdf/xml":  # an endpoint is input too
-                    if declares_dtd(io.BytesIO(data), where):
-                        raise KBImportError(Errors.E003.format(path=where))
-                    check_xml_well_formed(io.BytesIO(data), where)
-                yield ox.parse(data, format=info.oxigraph, base_iri=source.location)
+                # Relative IRIs resolve against the endpoint URL without its secrets (never
+                # against user:password or an API key in the query string), unless --base is given.
+                with scrubbed_errors(source.location):
+                    data, name = fetch_construct(source.location, source.query or DEFAULT_CONSTRUCT,
+                                                 timeout=timeout, max_response_bytes=max_response_bytes)
+                    info = format_by_name(name)
+                    if info.name == "rdf/xml":  # an endpoint is input too
+                        if declares_dtd(io.BytesIO(data), where):
+                            raise KBImportError(Errors.E003.format(path=where))
+                        check_xml_well_formed(io.BytesIO(data), where)
+                    yield ox.parse(data, format=info.oxigraph, base_iri=base_iri or where)
             else:
                 assert info is not None
-                if info.name == "rdf/xml":
-                    check_xml_safe(source)
-                elif info.name == "json-ld" and engine == "rdflib":
-                    check_jsonld_contexts(source)
                 # N3 goes to rdflib: pyoxigraph rejects N3 formulas with variables (rules),
                 # which rdflib reads as quoted graphs that the compiler then skips.
-                if engine == "rdflib" or info.name == "n3":
-                    yield _rdflib_quads(source, base_iri)
-                elif source.compression or _starts_with_bom(source):
-                    # A C-level buffer in front of the Python decompressor: pyoxigraph reads
-                    # in small chunks, and GzipFile.read is Python code.
-                    raw = stack.enter_context(open_binary(source))
-                    buffered = io.BufferedReader(raw, 1 << 20)  # type: ignore[arg-type]
-                    if buffered.peek(3)[:3] == codecs.BOM_UTF8 and info.name != "rdf/xml":
-                        buffered.read(3)  # pyoxigraph's Turtle family takes a BOM for a term
-                    yield ox.parse(buffered, format=info.oxigraph, base_iri=base_iri)  # type: ignore[arg-type]
+                use_rdflib = engine == "rdflib" or info.name == "n3"
+                # pyoxigraph's Turtle family takes a BOM for the start of a term.
+                stream: IO[bytes] = stack.enter_context(open_once(
+                    source.location, source.compression, max_bytes=max_bytes, stats=stats,
+                    strip_bom=info.name != "rdf/xml"))
+                if info.name == "rdf/xml" or use_rdflib:
+                    # These checks and rdflib need the document more than once: a copy of
+                    # the decompressed bytes, never a second read of the source.
+                    copies.append(spool(stream))
+                    stream = copies[-1]
+                if info.name == "rdf/xml":
+                    check_xml_safe(stream, where, max_xml_depth)
+                elif info.name == "json-ld" and use_rdflib:
+                    check_jsonld_contexts(stream, where)
+                if use_rdflib:
+                    yield _rdflib_quads(stream, info, where, base_iri)
                 else:
-                    yield ox.parse(path=source.location, format=info.oxigraph, base_iri=base_iri)
+                    yield ox.parse(stream, format=info.oxigraph, base_iri=base_iri)
     except SyntaxError as err:
         reason = err.msg or str(err)
         if "absolute IRI" in reason or "relative" in reason.lower():
@@ -318,18 +362,29 @@ def read_quads(source: RdfSource, *, base_iri: str | None = None, engine: str = 
         if "LoadDocumentCallback" in reason:  # a JSON-LD @context URL, never fetched
             raise KBImportError(Errors.E061.format(path=where, context="(a URL or file name)")) from None
         line: int | str | None = err.lineno
-        if line is None and info is not None and info.name == "rdf/xml" and source.kind == "file":
-            line = xml_error_line(source)  # pyoxigraph's XML errors carry no position
+        if line is None and info is not None and info.name == "rdf/xml" and copies:
+            line = _xml_error_line(copies[0])  # pyoxigraph's XML errors carry no position
         line = "?" if line is None else line
         name = info.name if info is not None else "?"
         raise KBImportError(Errors.E002.format(path=where, fmt=name, line=line, reason=reason)) from err
     except (OSError, EOFError) as err:  # bad gzip/bz2 data, unreadable file
         raise KBImportError(Errors.E013.format(path=where, reason=err)) from err
+    except RuntimeError as err:  # RocksDB reports a damaged store while it is read
+        if source.kind != "store":
+            raise
+        raise KBImportError(Errors.E095.format(path=where, reason=str(err).strip() or type(err).__name__)) from err
+    finally:
+        for copy in copies:
+            copy.close()
 
 
-def _starts_with_bom(source: RdfSource) -> bool:
-    with open(source.location, "rb") as fh:
-        return fh.read(3) == codecs.BOM_UTF8
+def _xml_error_line(data: IO[bytes]) -> int | None:
+    try:
+        data.seek(0)
+        found = xml_error(data)
+    except (OSError, ValueError):  # a closed or unreadable copy
+        return None
+    return found[0] if found else None
 
 
 def _store_quads(source: RdfSource) -> Iterator[ox.Quad]:
@@ -337,35 +392,35 @@ def _store_quads(source: RdfSource) -> Iterator[ox.Quad]:
         store = ox.Store.read_only(source.location)
     except OSError as err:
         raise KBImportError(Errors.E013.format(path=source.location, reason=err)) from err
+    except RuntimeError as err:  # RocksDB: "Corruption: ..." in CURRENT, MANIFEST or a table file
+        raise KBImportError(Errors.E095.format(path=source.location, reason=str(err).strip())) from err
     yield from store.quads_for_pattern(None, None, None, None)
 
 
-def _rdflib_quads(source: RdfSource, base_iri: str | None) -> list[ox.Quad]:
-    """Parse with rdflib and convert its terms (the slow fallback path)."""
+def _rdflib_quads(data: IO[bytes], fmt: RdfFormatInfo, where: str, base_iri: str | None) -> list[ox.Quad]:
+    """Parse with rdflib and convert its terms (the slow fallback path). `data` must be
+    rewindable (to find the line of an XML error)."""
     import warnings
 
     import rdflib
 
-    assert source.fmt is not None
-    graph = rdflib.Dataset() if source.fmt.name in ("n-quads", "trig") else rdflib.Graph()
+    graph = rdflib.Dataset() if fmt.name in ("n-quads", "trig") else rdflib.Graph()
     # rdflib's own parsers use its deprecated ConjunctiveGraph internally; not our concern.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            with open_binary(source) as fh:
-                graph.parse(fh, format=source.fmt.rdflib, publicID=base_iri)
+            graph.parse(data, format=fmt.rdflib, publicID=base_iri)
         except (OSError, EOFError) as err:
-            raise KBImportError(Errors.E013.format(path=source.location, reason=err)) from err
+            raise KBImportError(Errors.E013.format(path=where, reason=err)) from err
         except Exception as err:  # rdflib raises many unrelated types for bad syntax
             line: int | str = "?"
             if isinstance(getattr(err, "lines", None), int):  # notation3's BadSyntax, 0-based
                 line = err.lines + 1  # type: ignore[attr-defined]
-            elif source.fmt.name == "rdf/xml":
-                line = xml_error_line(source) or "?"
+            elif fmt.name == "rdf/xml":
+                line = _xml_error_line(data) or "?"
             why = getattr(err, "_why", None)
             first = why or (str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
-            raise KBImportError(Errors.E002.format(path=source.location, fmt=source.fmt.name, line=line,
-                                                   reason=first)) from err
+            raise KBImportError(Errors.E002.format(path=where, fmt=fmt.name, line=line, reason=first)) from err
         triples = graph.quads((None, None, None, None)) if isinstance(graph, rdflib.Dataset) else (
             (s, p, o, None) for s, p, o in graph)
         out = []
@@ -378,7 +433,7 @@ def _rdflib_quads(source: RdfSource, base_iri: str | None) -> list[ox.Quad]:
                     out.append(ox.Quad(subject, ox.NamedNode(str(p)), obj))
         except ValueError as err:  # rdflib lets through IRIs and strings that RDF forbids
             term = next((str(t) for t in (s, p, o) if not _converts(t)), str(s))  # else: a literal subject
-            raise KBImportError(Errors.E002.format(path=source.location, fmt=source.fmt.name, line="?",
+            raise KBImportError(Errors.E002.format(path=where, fmt=fmt.name, line="?",
                                                    reason=f"{err} in {term[:200]!r}")) from None
     return out
 

@@ -1,0 +1,201 @@
+"""The one streaming pass over the triples: intern IRIs, keep only what the KB needs.
+
+Memory follows the distinct content, not the input: an RDF graph is a set, so a triple
+repeated ten million times must cost what one costs. Labels are deduplicated as they
+arrive; the integer link arrays are deduplicated in place whenever they have doubled
+since the last time (amortised O(n log n)). The pass also enforces the triple budget.
+"""
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyoxigraph as ox
+
+from ..errors import Errors, KBImportError
+from .import_options import ALT_LABEL_PREDICATES, ANY_LANGUAGE, ImportOptions
+
+ProgressCallback = Callable[[int], None]
+_PROGRESS_EVERY = 1 << 15
+_COMPACT_MIN = 1 << 18  # links held before the first deduplication
+_IGNORE, _LABEL, _TYPE, _SUBCLASS, _RELATION = range(5)
+
+
+@dataclass
+class _Collected:
+    """What one pass over the triples keeps (ids index `nodes`)."""
+
+    nodes: dict[str, int] = field(default_factory=dict)
+    labels: list[tuple[int, str, int, int]] = field(default_factory=list)  # node, text, pred rank, lang rank
+    label_set: set[tuple[int, str, int, int]] = field(default_factory=set)  # `labels`, for deduplication
+    other_languages: set[str] = field(default_factory=set)
+    n_label_triples: int = 0
+    n_blank_labels: int = 0  # label triples whose subject is a blank node (never entities)
+    type_s: array = field(default_factory=lambda: array("q"))
+    type_o: array = field(default_factory=lambda: array("q"))
+    sub_s: array = field(default_factory=lambda: array("q"))
+    sub_o: array = field(default_factory=lambda: array("q"))
+    rel_s: array = field(default_factory=lambda: array("q"))
+    rel_p: array = field(default_factory=lambda: array("q"))
+    rel_o: array = field(default_factory=lambda: array("q"))
+    predicates: dict[str, int] = field(default_factory=dict)  # every predicate IRI -> kind
+    n_triples: int = 0
+    compact_at: int = _COMPACT_MIN
+
+    @property
+    def n_links(self) -> int:
+        return len(self.rel_s) + len(self.type_s) + len(self.sub_s)
+
+    def compact(self) -> None:
+        """Drop repeated type, subclass and relation links, in place (the hot loop holds
+        bound `append`s). Their order is not kept: the KB tables never depend on it."""
+        n = max(len(self.nodes), 1)
+        _unique_in_place(n, self.type_s, self.type_o)
+        _unique_in_place(n, self.sub_s, self.sub_o)
+        _unique_in_place(n, self.rel_s, self.rel_p, self.rel_o)
+        self.compact_at = max(_COMPACT_MIN, 2 * self.n_links)
+
+
+def _unique_in_place(n_nodes: int, *columns: array) -> None:
+    """Keep each distinct row of the int columns (node ids below `n_nodes`) once."""
+    if columns[0]:
+        rows = _unique_rows(n_nodes, [np.array(c, dtype=np.int64) for c in columns])  # copies: no buffer
+        for column, values in zip(columns, rows):  # export may outlive this, or the resize fails
+            column[:] = array("q", values.tobytes())
+
+
+def _unique_rows(n_nodes: int, cols: list[np.ndarray]) -> list[np.ndarray]:
+    if n_nodes ** len(cols) < 2 ** 63:  # one int64 key per row: the fast path
+        key = cols[0]
+        for col in cols[1:]:
+            key *= n_nodes
+            key += col
+        key = np.unique(key)
+        rows = []
+        for _ in cols:
+            rows.append(key % n_nodes)
+            key //= n_nodes
+        return rows[::-1]
+    packed = np.unique(np.ascontiguousarray(np.stack(cols, axis=1)).view(np.dtype((np.void, 8 * len(cols)))).ravel())
+    unpacked = packed.view(np.int64).reshape(-1, len(cols))
+    return [np.ascontiguousarray(unpacked[:, i]) for i in range(len(cols))]
+
+
+def _language_rank(languages: Sequence[str]) -> Callable[[str | None], int | None]:
+    """Rank of a label language: index of the requested language it matches, untagged
+    after all of them, None when not wanted. "en" matches "en", "en-GB", "EN-us"."""
+    wanted = [lang.lower() for lang in languages]
+    any_language = ANY_LANGUAGE in wanted
+    cache: dict[str | None, int | None] = {None: len(wanted)}
+
+    def rank(lang: str | None) -> int | None:
+        if lang in cache:
+            return cache[lang]
+        low = lang.lower()  # type: ignore[union-attr]
+        found = next((i for i, w in enumerate(wanted) if low == w or low.startswith(w + "-")), None)
+        if found is None and any_language:
+            found = len(wanted)
+        cache[lang] = found
+        return found
+
+    return rank
+
+
+def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
+             progress: ProgressCallback | None, where: str = "(source)") -> None:
+    """The hot loop: one pass, a dict lookup per term, ints appended to arrays.
+
+    Raises E091 when more than `opts.max_triples` triples were read (over every call
+    with the same `into`); `where` names the source in that message.
+    """
+    label_rank = {p: (i + (len(opts.label_predicates) if p in ALT_LABEL_PREDICATES else 0))
+                  for i, p in enumerate(opts.label_predicates)}
+    keep = set(opts.relations) if opts.relations is not None else None
+    lang_rank = _language_rank(opts.languages)
+    kinds = into.predicates
+    nodes = into.nodes
+    named, literal = ox.NamedNode, ox.Literal
+    limit = opts.max_triples
+    n = into.n_triples
+
+    def intern(iri: str) -> int:
+        i = nodes.get(iri)
+        if i is None:
+            i = nodes[iri] = len(nodes)
+        return i
+
+    def kind_of(p: str) -> int:
+        if p in label_rank:
+            return _LABEL
+        if p == opts.type_predicate:
+            return _TYPE
+        if p == opts.subclass_predicate:
+            return _SUBCLASS
+        # A kept relation's kind is _RELATION + its node id: no second lookup per triple.
+        return _RELATION + intern(p) if keep is None or p in keep else _IGNORE
+
+    def checkpoint(n: int) -> int:
+        """Budget, progress and deduplication, every _PROGRESS_EVERY triples. RETURNS the
+        count at which to come back."""
+        if n > limit:
+            raise KBImportError(Errors.E091.format(limit=limit, path=where))
+        if progress is not None and not n % _PROGRESS_EVERY:
+            progress(n)
+        if into.n_links > into.compact_at:
+            into.compact()
+        return min((n // _PROGRESS_EVERY + 1) * _PROGRESS_EVERY, limit + 1)
+
+    rel_s, rel_p, rel_o = into.rel_s.append, into.rel_p.append, into.rel_o.append
+    labels, label_set = into.labels, into.label_set
+    next_check = min((n // _PROGRESS_EVERY + 1) * _PROGRESS_EVERY, limit + 1)
+    for quad in quads:
+        n += 1
+        if n >= next_check:
+            next_check = checkpoint(n)
+        p = quad.predicate.value
+        kind = kinds.get(p)
+        if kind is None:
+            kind = kinds[p] = kind_of(p)
+        subject = quad.subject
+        if type(subject) is not named:
+            into.n_blank_labels += kind == _LABEL
+            continue
+        obj = quad.object
+        if kind >= _RELATION:
+            if type(obj) is named:
+                s = nodes.get(subject.value)
+                if s is None:
+                    s = intern(subject.value)
+                o = nodes.get(obj.value)
+                if o is None:
+                    o = intern(obj.value)
+                rel_s(s)
+                rel_p(kind - _RELATION)
+                rel_o(o)
+        elif kind == _LABEL:
+            if type(obj) is literal:
+                into.n_label_triples += 1
+                rank = lang_rank(obj.language)
+                if rank is None:
+                    into.other_languages.add(obj.language)
+                else:
+                    label = (intern(subject.value), obj.value, label_rank[p], rank)
+                    if label not in label_set:  # the first copy keeps its place: ties go to it
+                        label_set.add(label)
+                        labels.append(label)
+        elif kind == _TYPE:
+            if type(obj) is named:
+                into.type_s.append(intern(subject.value))
+                into.type_o.append(intern(obj.value))
+        elif kind == _SUBCLASS:
+            if type(obj) is named:
+                into.sub_s.append(intern(subject.value))
+                into.sub_o.append(intern(obj.value))
+    into.n_triples = n
+    if progress is not None:
+        progress(n)
+
+
+__all__ = ["ProgressCallback", "_Collected", "_collect"]
