@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from ..errors import Errors, KBFormatError
-from . import storage
+from . import kb_numbers, storage
 from .graph_features import normalize_features
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,6 +98,7 @@ class KnowledgeBase:
             array.setflags(write=False)
         self.meta: dict[str, Any] = dict(meta or {})
         self._check_consistent()
+        self._check_numbers()
         self._entity_index = {iri: i for i, iri in enumerate(self.entities)}
         self._alias_index = {alias: i for i, alias in enumerate(self.aliases)}
         self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
@@ -135,6 +136,15 @@ class KnowledgeBase:
         if a["graph_features"].shape != (n_ent, self.n_features):
             raise ValueError(f"array 'graph_features' has shape {a['graph_features'].shape}, "
                              f"expected {(n_ent, self.n_features)}")
+
+    def _check_numbers(self) -> None:
+        """Raise kb_numbers.BadNumber unless every value is finite and in range (priors,
+        graph features, flags); run after `_check_consistent`, which makes the CSR arrays
+        safe to index."""
+        a, file = self._arrays, storage.ARRAYS_FILE
+        kb_numbers.check_priors(a["alias_priors"], a["alias_indptr"], file=file)
+        kb_numbers.check_graph_features(a["graph_features"], self.feature_names, self.n_entities, file=file)
+        kb_numbers.check_flags(a["type_direct"], "type_direct", file=file)
 
     # --- sizes -------------------------------------------------------------------------
 
@@ -349,10 +359,28 @@ class KnowledgeBase:
     @classmethod
     def _from_parts(cls, meta: dict[str, Any], tables: storage.Tables, arrays: storage.Arrays,
                     where: Path | str) -> KnowledgeBase:
+        """Build a KB from parts read from a file: numbers that do not fit raise E110
+        (file, field, value); anything else that does not fit, E009."""
         try:
-            return cls(tables=tables, arrays=arrays, meta=meta)
+            # Before __init__, which casts: a float64 1e39 would become a float32 inf.
+            kb_numbers.check_dtypes(arrays, ARRAY_DTYPES, file=storage.ARRAYS_FILE)
+            kb = cls(tables=tables, arrays=arrays, meta=meta)
+            kb_numbers.check_meta_counts(kb.meta, kb._sizes(), file=storage.META_FILE)
+            return kb
+        except kb_numbers.BadNumber as err:
+            # from_bytes packs the parts under "meta"/"arrays" keys, not files
+            file = err.file if isinstance(where, Path) else err.file.split(".")[0]
+            raise KBFormatError(Errors.E110.format(path=where, file=file, field=repr(err.field),
+                                                   reason=err.reason)) from err
         except (ValueError, TypeError) as err:
             raise KBFormatError(Errors.E009.format(path=where, reason=str(err))) from err
+
+    def _sizes(self) -> dict[str, int]:
+        """The sizes that meta.json's `counts` of the same names must equal."""
+        return {"entities": self.n_entities, "aliases": self.n_aliases,
+                "alias_links": int(self._arrays["alias_entities"].size), "types": self.n_types,
+                "type_links": int(self._arrays["type_ids"].size), "predicates": self.n_predicates,
+                "relations": self.n_relations}
 
     @staticmethod
     def _check(index: int, count: int, kind: str) -> int:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import Errors, RuleFileError
+from ..errors import Errors, RuleFileError, SparseExpertError, Warnings
+from ..jsonl import SKIP, JSONLineError, check_input_file, decode_json_line
 from .rules import KBLike, RuleProblem, Rule, RULE_KINDS, KNOWN_FIELDS, _IRI, _MAX_ID_LENGTH, _MAX_PROBLEMS_IN_MESSAGE
+from .rule_labels import close_label
+from .rules import MAX_RULE_SCORE
 
 def check_rules(path: str | Path, *, kb: KBLike | None = None,
                 labels: Sequence[str] | None = None) -> list[RuleProblem]:
@@ -23,10 +27,40 @@ def check_rules(path: str | Path, *, kb: KBLike | None = None,
     kb (KnowledgeBase | None): if given, kb_type / kb_relation IRIs must be in it.
     labels (Sequence[str] | None): if given, rules may only name these labels.
     RETURNS (list[RuleProblem]): the problems.
+
+    Warns (W020) about each pattern that is matched greedily (see
+    `unbounded_pattern_warnings`); such a pattern is still valid.
     """
     path = Path(path)
-    _, problems = parse_rules(read_rule_lines(path), source=str(path), kb=kb, labels=labels)
+    rules, problems = parse_rules(read_rule_lines(path), source=str(path), kb=kb, labels=labels)
+    for message in unbounded_pattern_warnings(rules, source=str(path)):
+        warnings.warn(message, stacklevel=2)
     return problems
+
+
+def unbounded_pattern_warnings(rules: Iterable[Rule], *, source: str) -> list[str]:
+    """W020 messages, one per pattern with `+`, `*`, `{n,}` or many optional tokens: spaCy's
+    Matcher would return quadratically many matches of it, so the rule matcher matches it
+    greedily (leftmost-longest, non-overlapping, at most DEFAULT_MAX_MATCH_LENGTH tokens).
+
+    rules (Iterable[Rule]): valid rules (as parse_rules returns them).
+    source (str): the file, for the messages.
+    RETURNS (list[str]): the messages, in rule order.
+    """
+    from .bounded_patterns import DEFAULT_MAX_MATCH_LENGTH, unbounded_reason
+
+    out: list[str] = []
+    for rule in rules:
+        if rule.kind != "pattern":
+            continue
+        patterns = rule.patterns
+        for i, pattern in enumerate(patterns):
+            reason = unbounded_reason(pattern)
+            if reason is not None:
+                field = f"pattern[{i}]" if len(patterns) > 1 else "pattern"
+                out.append(Warnings.W020.format(path=source, line=rule.line, field=field, reason=reason,
+                                                max_length=DEFAULT_MAX_MATCH_LENGTH))
+    return out
 
 
 def parse_rules(lines: Iterable[str | bytes], *, source: str = "<string>", kb: KBLike | None = None,
@@ -36,35 +70,12 @@ def parse_rules(lines: Iterable[str | bytes], *, source: str = "<string>", kb: K
     problems: list[RuleProblem] = []
     seen: dict[str, int] = {}
     for lineno, raw in enumerate(lines, start=1):
-        if isinstance(raw, bytes):
-            try:
-                text = raw.decode("utf8")
-            except UnicodeDecodeError as exc:
-                problems.append(RuleProblem(source, lineno, "", f"not valid UTF-8: byte "
-                                            f"0x{raw[exc.start]:02x} at column {exc.start + 1}"))
-                continue
-        else:
-            text = raw
-        text = text.strip().lstrip("\ufeff") if lineno == 1 else text.strip()
-        if not text or text.startswith("#"):
+        try:  # the one JSONL line reader, shared with `data convert` and `distill --unlabelled`
+            record = decode_json_line(raw, first_line=lineno == 1, comments=True, parse_constant=_parse_constant)
+        except JSONLineError as exc:
+            problems.append(RuleProblem(source, lineno, exc.field, exc.reason))
             continue
-        try:
-            record = json.loads(text, object_pairs_hook=_DuplicateKeyCheck(), parse_constant=_parse_constant)
-        except _DuplicateKey as exc:
-            problems.append(RuleProblem(source, lineno, exc.key, "field given more than once on this line"))
-            continue
-        except json.JSONDecodeError as exc:
-            problems.append(RuleProblem(source, lineno, "", f"invalid JSON at column {exc.colno}: {exc.msg}"))
-            continue
-        except RecursionError:
-            problems.append(RuleProblem(source, lineno, "", "invalid JSON: nested too deeply"))
-            continue
-        except ValueError as exc:  # an integer of more than 4300 digits
-            problems.append(RuleProblem(source, lineno, "", f"invalid JSON: {exc}"))
-            continue
-        if "\\u" in text and _has_lone_surrogate(record):
-            problems.append(RuleProblem(source, lineno, "", "a string holds an escaped lone surrogate "
-                                        "(\\ud800-\\udfff), which is not a Unicode character"))
+        if record is SKIP:
             continue
         rule = _validate_record(record, source, lineno, seen, problems, kb=kb, labels=labels)
         if rule is not None:
@@ -118,8 +129,8 @@ def _validate_record(record: Any, source: str, lineno: int, seen: dict[str, int]
         _check_iri(record["kb_relation"], "kb_relation", "predicate", kb, problem)
 
     weight = record.get("weight", 1.0)
-    if not _is_finite_number(weight):
-        problem("weight", f"must be a finite number, got {_show(weight)}")
+    if (bad := _score_problem(weight)) is not None:
+        problem("weight", bad)
     rule_labels = _check_scores(record.get("labels", {}), "labels", problem, labels=labels)
     experts = _check_experts(record.get("experts", {}), problem)
     case_sensitive = record.get("case_sensitive", False)
@@ -263,10 +274,12 @@ def _check_scores(value: Any, name: str, problem: Any, *,
             problem(name, f"has an empty or non-string label {_show(key)}")
             ok = False
         elif labels is not None and key not in labels:
-            problem(f"{name}.{key}", f"unknown label; expected one of {', '.join(labels)}")
+            guess = close_label(key, labels)
+            hint = f" (did you mean {guess!r}?)" if guess else ""
+            problem(f"{name}.{key}", f"unknown label {key!r}{hint}; expected one of {', '.join(labels)}")
             ok = False
-        if not _is_finite_number(score):
-            problem(f"{name}.{key}", f"must be a finite number, got {_show(score)}")
+        if (bad := _score_problem(score)) is not None:
+            problem(f"{name}.{key}", bad)
             ok = False
         else:
             scores[key] = float(score)
@@ -299,8 +312,8 @@ def _check_experts(value: Any, problem: Any) -> dict[int, float] | None:
         elif len(key) > 6:
             problem(f"experts.{key[:12]}...", "expert index is too large")
             ok = False
-        if not _is_finite_number(score):
-            problem(f"experts.{key}", f"must be a finite number, got {_show(score)}")
+        if (bad := _score_problem(score)) is not None:
+            problem(f"experts.{key}", bad)
             ok = False
         if ok:
             experts[int(key)] = float(score)
@@ -313,8 +326,10 @@ def _check_experts(value: Any, problem: Any) -> dict[int, float] | None:
 def read_rule_lines(path: str | Path) -> list[bytes]:
     """The raw lines of a rule file. Raises RuleFileError (E021) if it does not exist."""
     path = Path(path)
-    if not path.is_file():
-        raise RuleFileError(Errors.E021.format(path=path))
+    try:  # a directory or FIFO gets its own message (E140, E141), not "does not exist"
+        check_input_file(path, Errors.E021.format(path=path), suffix=".jsonl")
+    except SparseExpertError as err:
+        raise RuleFileError(str(err)) from None
     try:
         return path.read_bytes().splitlines()
     except OSError as err:
@@ -340,12 +355,15 @@ def _is_finite_number(value: Any) -> bool:
         return False
 
 
-def _has_lone_surrogate(record: Any) -> bool:
-    try:
-        json.dumps(record, ensure_ascii=False).encode("utf8")
-    except UnicodeEncodeError:
-        return True
-    return False
+def _score_problem(value: Any) -> str | None:
+    """What is wrong with a weight or score from a rule file, or None: it must be a JSON
+    number (not a boolean) with |value| <= MAX_RULE_SCORE, so float32 sums stay finite."""
+    if not _is_finite_number(value):
+        return f"must be a finite number, got {_show(value)}"
+    if abs(value) > MAX_RULE_SCORE:
+        return (f"must be a finite number with |x| <= {MAX_RULE_SCORE:g} (scores are summed in "
+                f"float32), got {_show(value)}")
+    return None
 
 
 def _parse_constant(name: str) -> float:
@@ -366,21 +384,4 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
-
-
-class _DuplicateKeyCheck:
-    """object_pairs_hook that refuses an object with a repeated key (json keeps the last)."""
-
-    def __call__(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise _DuplicateKey(key)
-            result[key] = value
-        return result
-
-__all__ = ["check_rules", "parse_rules", "read_rule_lines"]
+__all__ = ["check_rules", "parse_rules", "read_rule_lines", "unbounded_pattern_warnings"]

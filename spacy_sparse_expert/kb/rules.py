@@ -44,6 +44,11 @@ BYTES_VERSION = 1
 _IRI = re.compile(r'^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>"{}|^`\\]+$')
 _MAX_ID_LENGTH = 200
 _MAX_PROBLEMS_IN_MESSAGE = 20
+# Bound on |weight| and on |score| of every label and expert score. A hit adds
+# weight * score to float32 biases; with both <= 1e4 one hit adds at most 1e8, so even
+# 1e30 hits cannot overflow float32 (3.4e38) into inf and then NaN in doc.cats. A bias
+# of 1e4 already saturates any sigmoid or softmax, so no useful rule needs more.
+MAX_RULE_SCORE = 1e4
 
 
 class KBLike(Protocol):

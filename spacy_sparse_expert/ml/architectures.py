@@ -9,12 +9,14 @@ The component puts these into ``model.attrs`` and sets ``nO`` before initializin
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
 import torch
+from spacy.attrs import IDS as ATTR_IDS
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
@@ -23,9 +25,19 @@ from torch import nn
 from ..errors import Errors
 from ..registry import encoders, registry
 from .featurize import HashFeaturizer, PieceFeaturizer, bow_doc_freq, featurize_batch
-from .torch.classifier import MoEDocClassifier
+from .settings import (LIMITS, MAX_BOW_SCALE, MAX_CAPACITY_FACTOR, BoolSetting, FloatSetting, IntSetting,
+                       ModelSettingError, Setting, check_bool, check_budget, check_choice, check_float, check_int,
+                       check_list)
+from .shapes import ClassifierParts, build_classifier, explain_mismatch, meta_classifier_shapes
 from .torch.encoder import HashEncoder, TransformerEncoder
-from .wrapper import TorchClassifier, get_torch_module, set_torch_module
+from .torch.pooling import POOLINGS
+from .wrapper import TorchClassifier, get_torch_module, set_torch_module, state_from_bytes, state_from_file
+
+_HASH_ENCODER = "spacy-sparse-expert.HashEncoder.v1"
+_TRANSFORMER_ENCODER = "spacy-sparse-expert.TransformerEncoder.v1"
+_MOE_TEXTCAT = "spacy-sparse-expert.MoETextCat.v1"
+_ATTR_NAMES = frozenset(name for name in ATTR_IDS if name)
+_BUDGET_FIX = "Lower width, d_ff, n_experts, d_hidden, rows or bow_rows"
 
 
 @dataclass
@@ -37,20 +49,24 @@ class EncoderSpec:
     width: int
     featurize: Callable[[Sequence[Doc]], Dict[str, Any]]
     build: Callable[[], nn.Module]
+    # the validated settings, and the builder again with some of them changed; None
+    # when ``build`` cannot run on the meta device (it reads files)
+    settings: Dict[str, Any] = field(default_factory=dict)
+    rebuild: Optional[Callable[..., "EncoderSpec"]] = None
 
 
 @registry.architectures("spacy-sparse-expert.HashEncoder.v1")
 @encoders("spacy-sparse-expert.HashEncoder.v1")
 def build_hash_encoder_v1(
     *,
-    width: int = 64,
-    attrs: Sequence[str] = ("NORM", "PREFIX", "SUFFIX", "SHAPE"),
-    rows: Sequence[int] = (5000, 2500, 2500, 2500),
-    n_hashes: int = 2,
-    window_size: int = 1,
-    depth: int = 2,
-    d_hidden: int = 128,
-    dropout: float = 0.1,
+    width: IntSetting = 64,
+    attrs: Setting = ("NORM", "PREFIX", "SUFFIX", "SHAPE"),
+    rows: Setting = (5000, 2500, 2500, 2500),
+    n_hashes: IntSetting = 2,
+    window_size: IntSetting = 1,
+    depth: IntSetting = 2,
+    d_hidden: IntSetting = 128,
+    dropout: FloatSetting = 0.1,
 ) -> EncoderSpec:
     """Hashed embeddings of token attributes + depthwise-separable window encoder.
 
@@ -62,14 +78,35 @@ def build_hash_encoder_v1(
     depth (int): number of window blocks.
     d_hidden (int): feed-forward width inside the blocks.
     dropout (float).
+
+    Checked before anything is built (SSE-E115): width 1-65536; 1-16 attrs (spaCy token
+    attribute names) with one rows entry each, 1-2**24; n_hashes 1-4; window_size and
+    depth 0-32; d_hidden 1-262144; dropout in [0, 1). Whole numbers must be ints.
     """
-    featurizer = HashFeaturizer(list(attrs), list(rows), n_hashes=n_hashes, window=window_size)
+    w = _HASH_ENCODER
+    attr_list = [check_choice(w, f"attrs[{i}]", a.upper() if isinstance(a, str) else a, _ATTR_NAMES)
+                 for i, a in enumerate(check_list(w, "attrs", attrs, *LIMITS["n_attrs"]))]
+    row_list = [check_int(w, f"rows[{i}]", r, *LIMITS["rows"])
+                for i, r in enumerate(check_list(w, "rows", rows, *LIMITS["n_attrs"]))]
+    if len(attr_list) != len(row_list):
+        raise ModelSettingError(Errors.E116.format(
+            where=w, reason=f"{len(attr_list)} attrs {attr_list} but {len(row_list)} rows {row_list}",
+            fix="Give one rows entry per attribute"))
+    settings: Dict[str, Any] = {
+        "width": check_int(w, "width", width), "attrs": attr_list, "rows": row_list,
+        "n_hashes": check_int(w, "n_hashes", n_hashes), "window_size": check_int(w, "window_size", window_size),
+        "depth": check_int(w, "depth", depth), "d_hidden": check_int(w, "d_hidden", d_hidden),
+        "dropout": check_float(w, "dropout", dropout, 0.0, 1.0, hi_open=True),
+    }
+    featurizer = HashFeaturizer(attr_list, row_list, n_hashes=settings["n_hashes"], window=settings["window_size"])
     return EncoderSpec(
         "hash",
-        width,
+        settings["width"],
         featurizer,
-        lambda: HashEncoder(featurizer.n_rows, width, window=window_size, depth=depth, d_hidden=d_hidden,
-                            dropout=dropout),
+        lambda: HashEncoder(featurizer.n_rows, settings["width"], window=settings["window_size"],
+                            depth=settings["depth"], d_hidden=settings["d_hidden"], dropout=settings["dropout"]),
+        settings=settings,
+        rebuild=lambda **changes: build_hash_encoder_v1(**{**settings, **changes}),
     )
 
 
@@ -77,11 +114,11 @@ def build_hash_encoder_v1(
 @encoders("spacy-sparse-expert.TransformerEncoder.v1")
 def build_transformer_encoder_v1(
     *,
-    path: str,
-    width: int = 64,
-    frozen: bool = True,
-    chunk: int = 128,
-    max_length: int = 256,
+    path: Setting,
+    width: IntSetting = 64,
+    frozen: BoolSetting = True,
+    chunk: IntSetting = 128,
+    max_length: IntSetting = 256,
 ) -> EncoderSpec:
     """A Hugging Face encoder read from the local directory ``path`` (no download).
 
@@ -90,7 +127,16 @@ def build_transformer_encoder_v1(
     frozen (bool): do not train the transformer's weights.
     chunk (int): spaCy tokens per transformer sequence.
     max_length (int): word pieces per sequence.
+
+    Checked before the directory is read (SSE-E115): width 1-65536, chunk 1-4096,
+    max_length 2-8192.
     """
+    w = _TRANSFORMER_ENCODER
+    if not isinstance(path, str) or not path:
+        raise ModelSettingError(Errors.E115.format(key="path", value=path, where=w, reason="not a path",
+                                                   allowed="a local directory path (a string)"))
+    width, frozen = check_int(w, "width", width), check_bool(w, "frozen", frozen)
+    chunk, max_length = check_int(w, "chunk", chunk), check_int(w, "max_length", max_length)
     try:
         import transformers
     except ImportError as err:
@@ -109,27 +155,28 @@ def build_transformer_encoder_v1(
         hf_model = transformers.AutoModel.from_pretrained(path, local_files_only=True)
         return TransformerEncoder(hf_model, hf_config.hidden_size, width, frozen=frozen)
 
-    return EncoderSpec("transformer", width, PieceFeaturizer(tokenizer, chunk=chunk, max_length=max_length), build)
+    return EncoderSpec("transformer", width, PieceFeaturizer(tokenizer, chunk=chunk, max_length=max_length), build,
+                       settings={"width": width, "frozen": frozen, "chunk": chunk, "max_length": max_length})
 
 
 @registry.architectures("spacy-sparse-expert.MoETextCat.v1")
 def build_moe_textcat_v1(
     *,
     encoder: EncoderSpec,
-    exclusive_classes: bool = True,
-    n_experts: int = 4,
-    k: int = 2,
-    d_ff: int = 128,
-    capacity_factor: Optional[float] = None,
-    n_moe_layers: int = 1,
-    d_knowledge: int = 16,
-    pooling: str = "attention",
-    bow_rows: int = 262144,
-    ngram_size: int = 2,
-    bow_scale: float = 1.0,
-    path_dropout: float = 0.0,
-    knowledge_bow: bool = False,
-    dropout: float = 0.1,
+    exclusive_classes: BoolSetting = True,
+    n_experts: IntSetting = 4,
+    k: IntSetting = 2,
+    d_ff: IntSetting = 128,
+    capacity_factor: FloatSetting = None,
+    n_moe_layers: IntSetting = 1,
+    d_knowledge: IntSetting = 16,
+    pooling: Setting = "attention",
+    bow_rows: IntSetting = 262144,
+    ngram_size: IntSetting = 2,
+    bow_scale: FloatSetting = 1.0,
+    path_dropout: FloatSetting = 0.0,
+    knowledge_bow: BoolSetting = False,
+    dropout: FloatSetting = 0.1,
     nO: Optional[int] = None,
 ) -> Model[List[Doc], Floats2d]:
     """Knowledge-biased sparse MoE text classifier: Docs -> (n_docs, n_labels) scores.
@@ -152,40 +199,25 @@ def build_moe_textcat_v1(
         (entity types, relation predicates, rule hits); empty without knowledge.
     dropout (float).
     nO (Optional[int]): number of labels; set by the component.
+
+    Checked before anything is built (SSE-E115): n_experts 1-4096, 1 <= k <= n_experts,
+    d_ff 1-262144, capacity_factor in (0, 64] or null, n_moe_layers 0-64, d_knowledge
+    1-4096, bow_rows 0-2**24, ngram_size 1-8, bow_scale in (0, 1e4], dropout and
+    path_dropout in [0, 1); whole numbers must be ints, booleans booleans. The whole
+    model, measured on torch's meta device, must stay within $SPARSE_EXPERT_MAX_PARAMETERS
+    parameters (default 2**28; SSE-E116), here and again once the labels and the KB are known.
     """
-    for key, value, ok, reason in [
-        ("k", k, 1 <= k <= n_experts, f"need 1 <= k <= n_experts ({n_experts})"),
-        ("pooling", pooling, pooling in ("attention", "mean_max"), "use 'attention' or 'mean_max'"),
-        ("capacity_factor", capacity_factor, capacity_factor is None or capacity_factor > 0,
-         "use a positive number, or null for dropless"),
-        ("ngram_size", ngram_size, ngram_size >= 1, "use 1 or more"),
-        ("bow_scale", bow_scale, bow_scale > 0, "use a positive number"),
-        ("path_dropout", path_dropout, 0.0 <= path_dropout < 1.0, "use a probability in [0, 1)"),
-    ]:
-        if not ok:
-            raise ValueError(Errors.E033.format(key=key, value=value, reason=reason))
+    settings = _check_moe_settings(
+        encoder=encoder, exclusive_classes=exclusive_classes, n_experts=n_experts, k=k, d_ff=d_ff,
+        capacity_factor=capacity_factor, n_moe_layers=n_moe_layers, d_knowledge=d_knowledge, pooling=pooling,
+        bow_rows=bow_rows, ngram_size=ngram_size, bow_scale=bow_scale, path_dropout=path_dropout,
+        knowledge_bow=knowledge_bow, dropout=dropout, nO=nO)
+    # the smallest model these settings can make (one label, no knowledge): refused
+    # here, at config time, if even that is over the parameter budget
+    check_budget(_MOE_TEXTCAT, meta_classifier_shapes(ClassifierParts(encoder, settings, nO or 1, 1, 0)), _BUDGET_FIX)
 
     def build(model: Model) -> nn.Module:
-        return MoEDocClassifier(
-            encoder.build(),
-            width=encoder.width,
-            n_labels=model.get_dim("nO"),
-            n_experts=n_experts,
-            k=k,
-            d_ff=d_ff,
-            capacity_factor=capacity_factor,
-            n_moe_layers=n_moe_layers,
-            n_knowledge_ids=model.attrs["n_knowledge_ids"],
-            d_knowledge=d_knowledge,
-            n_dense=model.attrs["n_dense"],
-            pooling=pooling,
-            bow_rows=bow_rows,
-            bow_scale=bow_scale,
-            path_dropout=path_dropout,
-            knowledge_bow=knowledge_bow,
-            exclusive=exclusive_classes,
-            dropout=dropout,
-        )
+        return build_classifier(encoder.build(), _parts(model))
 
     return Model(
         "moe_textcat",
@@ -195,14 +227,16 @@ def build_moe_textcat_v1(
         dims={"nO": nO},
         attrs={
             "build": build,
+            "encoder_spec": encoder,
+            "settings": settings,
             "token_featurizer": encoder.featurize,
             "knowledge_featurizer": None,
             "n_knowledge_ids": 1,
             "n_dense": 0,
-            "n_experts": n_experts,
-            "bow_rows": bow_rows,
-            "ngram_size": ngram_size,
-            "exclusive_classes": exclusive_classes,
+            "n_experts": settings["n_experts"],
+            "bow_rows": settings["bow_rows"],
+            "ngram_size": settings["ngram_size"],
+            "exclusive_classes": settings["exclusive_classes"],
         },
     )
 
@@ -210,7 +244,59 @@ def build_moe_textcat_v1(
 def _init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Any] = None) -> None:
     if model.get_dim("nO") is None:
         raise ValueError(Errors.E033.format(key="nO", value=None, reason="the label count must be set first"))
+    check_int(_MOE_TEXTCAT, "nO", model.get_dim("nO"))
+    # the label count and the knowledge id space are known only now: the real size
+    check_budget(_MOE_TEXTCAT, meta_classifier_shapes(_parts(model)), _BUDGET_FIX + ", or use a smaller KB")
     set_torch_module(model.layers[0], model.attrs["build"](model))
+
+
+def _check_moe_settings(*, encoder: Any, **values: Any) -> Dict[str, Any]:
+    """The MoETextCat settings, each checked (SSE-E115) before anything is built."""
+    w = _MOE_TEXTCAT
+    if not isinstance(encoder, EncoderSpec):
+        raise ModelSettingError(Errors.E115.format(
+            key="encoder", value=encoder, where=w, reason="not an encoder",
+            allowed=f"a block with @architectures = {_HASH_ENCODER!r} or {_TRANSFORMER_ENCODER!r}"))
+    n_experts = check_int(w, "n_experts", values["n_experts"])
+    return {
+        "exclusive_classes": check_bool(w, "exclusive_classes", values["exclusive_classes"]),
+        "n_experts": n_experts,
+        "k": check_int(w, "k", values["k"], 1, n_experts, note=f" (k <= n_experts = {n_experts})"),
+        "d_ff": check_int(w, "d_ff", values["d_ff"]),
+        "capacity_factor": check_float(w, "capacity_factor", values["capacity_factor"], 0.0, MAX_CAPACITY_FACTOR,
+                                       lo_open=True, allow_none=True),
+        "n_moe_layers": check_int(w, "n_moe_layers", values["n_moe_layers"]),
+        "d_knowledge": check_int(w, "d_knowledge", values["d_knowledge"]),
+        "pooling": check_choice(w, "pooling", values["pooling"], POOLINGS),
+        "bow_rows": check_int(w, "bow_rows", values["bow_rows"]),
+        "ngram_size": check_int(w, "ngram_size", values["ngram_size"]),
+        "bow_scale": check_float(w, "bow_scale", values["bow_scale"], 0.0, MAX_BOW_SCALE, lo_open=True),
+        "path_dropout": check_float(w, "path_dropout", values["path_dropout"], 0.0, 1.0, hi_open=True),
+        "knowledge_bow": check_bool(w, "knowledge_bow", values["knowledge_bow"]),
+        "dropout": check_float(w, "dropout", values["dropout"], 0.0, 1.0, hi_open=True),
+        "nO": None if values["nO"] is None else check_int(w, "nO", values["nO"]),
+    }
+
+
+def _parts(model: Model) -> ClassifierParts:
+    return ClassifierParts(model.attrs["encoder_spec"], model.attrs["settings"], model.get_dim("nO"),
+                           model.attrs["n_knowledge_ids"], model.attrs["n_dense"])
+
+
+def load_weights(model: Model, data: Union[bytes, Path], source: str) -> None:
+    """Load saved weights (bytes, or a file whose header is read first) into the
+    initialized ``model``. Tensors must match the module exactly and be finite; a
+    shape difference that the settings explain names them (SSE-E119)."""
+    module = torch_module(model)
+    parts = _parts(model)
+
+    def explain(mismatch: Any) -> Optional[str]:
+        return explain_mismatch(parts, mismatch)
+
+    if isinstance(data, Path):
+        state_from_file(module, data, explain=explain)
+    else:
+        state_from_bytes(module, data, source=source, explain=explain)
 
 
 def _forward(model: Model, docs: List[Doc], is_train: bool):
@@ -260,5 +346,5 @@ def torch_module(model: Model) -> nn.Module:
     return get_torch_module(model.layers[0])
 
 
-__all__ = ["EncoderSpec", "build_hash_encoder_v1", "fit_bow_idf", "build_moe_textcat_v1", "build_transformer_encoder_v1",
-           "torch_module"]
+__all__ = ["EncoderSpec", "build_hash_encoder_v1", "fit_bow_idf", "build_moe_textcat_v1",
+           "build_transformer_encoder_v1", "load_weights", "torch_module"]

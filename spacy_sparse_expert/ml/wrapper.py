@@ -9,6 +9,7 @@ are left in the layer's ``attrs`` ("aux_values", "routing") for the component.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -19,6 +20,8 @@ from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2x
 from torch import nn
 
 from ..errors import Errors
+from .weights import (Explain, WeightsFileError, check_finite, check_header, expected_state, parse_header,
+                      read_file_header)
 
 
 def _one_thread_after_fork() -> None:
@@ -37,16 +40,33 @@ def state_to_bytes(module: nn.Module) -> bytes:
 
 
 def state_from_bytes(module: nn.Module, data: bytes, device: Optional[torch.device] = None,
-                     source: str = "<bytes>") -> nn.Module:
-    """Load safetensors bytes into ``module`` (shapes must match) on ``device``."""
+                     source: str = "<bytes>", explain: Optional[Explain] = None) -> nn.Module:
+    """Load safetensors bytes into ``module`` on ``device``. The file's tensors must be
+    exactly the module's (names, shapes, dtypes; checked on the header, before any
+    tensor is allocated) and finite. ``explain`` names the model settings behind a
+    shape difference (see ``architectures.load_weights``)."""
+    header, _ = parse_header(data, len(data), source)
+    check_header(header, expected_state(module), source, explain)
     try:
         state = st_load(data)
-        module.load_state_dict(state)
     except Exception as err:  # safetensors raises its own types; report them uniformly
-        raise ValueError(Errors.E032.format(path=source, reason=err)) from err
+        raise WeightsFileError(Errors.E032.format(path=source, reason=err)) from None
+    check_finite(state, source)
+    module.load_state_dict(state)
     if device is not None:
         module.to(device)
     return module
+
+
+def state_from_file(module: nn.Module, path: Path, explain: Optional[Explain] = None) -> nn.Module:
+    """:func:`state_from_bytes` for a file, whose header is checked before the rest is read."""
+    header, _ = read_file_header(path)
+    check_header(header, expected_state(module), str(path), explain)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise WeightsFileError(Errors.E032.format(path=path, reason=err.strerror or err)) from None
+    return state_from_bytes(module, data, source=str(path), explain=explain)
 
 
 def _deserialize(module: nn.Module, data: bytes, device: torch.device) -> nn.Module:
@@ -118,4 +138,5 @@ def _convert_outputs(model: Model, X_Ytorch: Tuple[Any, Any], is_train: bool) ->
     return scores, backprop
 
 
-__all__ = ["TorchClassifier", "get_torch_module", "set_torch_module", "state_from_bytes", "state_to_bytes", "to_torch"]
+__all__ = ["TorchClassifier", "get_torch_module", "set_torch_module", "state_from_bytes", "state_from_file",
+           "state_to_bytes", "to_torch"]

@@ -277,7 +277,7 @@ def test_capacity_factor_and_mean_max_pooling():
 
 
 def test_bad_model_config_value():
-    with pytest.raises(ValueError, match=r"SSE-E033"):
+    with pytest.raises(ValueError, match=r"SSE-E115.*k=5"):
         make_nlp(model=tiny_model(k=5))
 
 

@@ -258,7 +258,7 @@ PIPELINE_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
     "pickle as rules": (_write("rules", lambda f: pickle.dumps(Payload(f / "PWNED"))), "E020"),
     "pickle as kb/tables.msgpack": (_write("kb/tables.msgpack", lambda f: pickle.dumps(Payload(f / "PWNED"))), "E009"),
     "cfg labels a string": (_cfg(labels="abc"), "E063"),
-    "cfg labels of another model": (_cfg(labels=["a", "b", "c", "d", "e"]), "E032"),
+    "cfg labels of another model": (_cfg(labels=["a", "b", "c", "d", "e"]), "E119"),
     "cfg sizes not integers": (_cfg(n_knowledge_ids="18"), "E063"),
     "cfg not JSON": (_write("cfg", lambda f: b"{"), "E063"),
 }

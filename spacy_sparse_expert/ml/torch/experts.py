@@ -38,6 +38,8 @@ class Experts(nn.Module):
     def __init__(self, n_experts: int, d_model: int, d_ff: int, *, activation: str = "gelu") -> None:
         super().__init__()
         _check_activation(activation)
+        if min(n_experts, d_model, d_ff) < 1:  # d_ff = 0 would divide by zero in reset_parameters
+            raise ValueError(f"n_experts, d_model and d_ff must be >= 1, got {n_experts}, {d_model}, {d_ff}")
         self.n_experts = n_experts
         self.d_model = d_model
         self.d_ff = d_ff
