@@ -18,6 +18,7 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from .hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY
 from .knowledge_base import normalize_alias
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -431,7 +432,9 @@ class AliasLinker:
         got = self._sig_cache.get(ent)
         if got is None:
             a = self._arrays
-            ts = a.types[a.types_indptr[ent] : a.types_indptr[ent + 1]]
+            # the nearest types only: a deep hierarchy would make every mention cost its depth
+            begin = int(a.types_indptr[ent])
+            ts = a.types[begin : min(int(a.types_indptr[ent + 1]), begin + DEFAULT_MAX_TYPES_PER_ENTITY)]
             ps = a.preds[a.preds_indptr[ent] : a.preds_indptr[ent + 1]]
             got = dict(zip(ts.tolist(), a.type_idf[ts].tolist()))
             got.update(zip((-1 - ps).tolist(), a.pred_idf[ps].tolist()))

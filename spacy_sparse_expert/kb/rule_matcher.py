@@ -4,11 +4,17 @@ rules through a Matcher, kb_type / kb_relation rules on linked entities.
 Every rule has a row in two small matrices built once: `expert_weights` (n_rules,
 n_experts) = weight * experts and `label_weights` (n_rules, n_labels) = weight * labels,
 so the per-doc work is matching plus a few numpy gathers.
+
+The work per rule and doc is bounded: patterns with `+`, `*` or wide ranges are matched by
+`BoundedPatterns` inside `WholeDocMatcher` (leftmost-longest, non-overlapping, at most `max_match_length` tokens)
+instead of spaCy's Matcher, which returns every one of their quadratically many matches;
+and a rule keeps at most `max_matches_per_rule` hits per doc.
 """
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
+import warnings
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from spacy.attrs import (
@@ -18,7 +24,10 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from ..errors import Errors, SparseExpertError
+from ..errors import Errors, SparseExpertError, Warnings
+from .bounded_patterns import (
+    DEFAULT_MAX_MATCH_LENGTH, DEFAULT_MAX_MATCHES_PER_RULE, WholeDocMatcher, cap_per_key, unbounded_reason,
+)
 from .linker import entity_arrays, tokenizer_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,6 +58,10 @@ class RuleMatcher:
         those rules never fire.
     labels (Sequence[str]): the classifier's labels (columns of label_weights).
     n_experts (int): number of experts (columns of expert_weights).
+    max_match_length (int): longest match, in tokens, of a pattern with `+`, `*` or a wide
+        range (see bounded_patterns.py); a longer run gives several matches.
+    max_matches_per_rule (int): hits of one rule in one doc beyond this are dropped (the
+        first ones in doc order stay; warning W021).
     """
 
     def __init__(
@@ -59,7 +72,13 @@ class RuleMatcher:
         *,
         labels: Sequence[str],
         n_experts: int,
+        max_match_length: int = DEFAULT_MAX_MATCH_LENGTH,
+        max_matches_per_rule: int = DEFAULT_MAX_MATCHES_PER_RULE,
     ) -> None:
+        for name, value in (("max_match_length", max_match_length), ("max_matches_per_rule", max_matches_per_rule)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SparseExpertError(Errors.E120.format(name=name, value=value))
+        self.max_matches_per_rule = max_matches_per_rule
         self.rules: List["Rule"] = list(rules)
         self.ids: List[str] = [str(r.id) for r in self.rules]
         n = len(self.rules)
@@ -68,11 +87,13 @@ class RuleMatcher:
         self.label_weights = np.zeros((n, len(labels)), dtype=np.float32)
         self.phrase_matcher = PhraseMatcher(vocab, attr="LOWER")
         self.phrase_matcher_cased = PhraseMatcher(vocab, attr="ORTH")
-        self.matcher = Matcher(vocab)           # patterns run over the whole doc
+        # patterns run over the whole doc (those with +, * or wide ranges in bounded work)
+        self.matcher = WholeDocMatcher(vocab, max_length=max_match_length)
         self.window_matcher = Matcher(vocab)    # patterns run only around their anchors
         self._anchors: List[_Anchor] = []
         self._key2row: Dict[int, int] = {}
         self._strings = vocab.strings
+        self._warned: Set[int] = set()  # rules W021 was raised for
         make_doc = tokenizer_for(vocab)
         n_types = _count(kb, "n_types")
         n_preds = _count(kb, "n_predicates")
@@ -99,7 +120,8 @@ class RuleMatcher:
             elif kind == PATTERN:
                 whole, windowed = [], []
                 for pattern in rule.patterns:
-                    anchor = _anchor(list(pattern), vocab)
+                    # a wide range has an anchor, but spaCy would explore it step by step
+                    anchor = None if unbounded_reason(list(pattern)) else _anchor(list(pattern), vocab)
                     if anchor is None:
                         whole.append(list(pattern))
                     else:
@@ -153,7 +175,20 @@ class RuleMatcher:
         rows = np.fromiter((self._key2row[m[0]] for m in matches), dtype=np.int64, count=len(matches))
         starts = np.fromiter((m[1] for m in matches), dtype=np.int64, count=len(matches))
         ends = np.fromiter((m[2] for m in matches), dtype=np.int64, count=len(matches))
+        keep = cap_per_key(rows, starts, self.max_matches_per_rule)
+        if len(keep) < len(rows):
+            self._warn_capped(rows, len(doc))
+            rows, starts, ends = rows[keep], starts[keep], ends[keep]
         return RuleHits(rows, starts, ends)
+
+    def _warn_capped(self, rows: np.ndarray, n_tokens: int) -> None:
+        """W021, once per rule and matcher (a warning per doc would flood the log)."""
+        counts = np.bincount(rows, minlength=self.n_rules)
+        for row in np.flatnonzero(counts > self.max_matches_per_rule).tolist():
+            if row not in self._warned:
+                self._warned.add(row)
+                warnings.warn(Warnings.W021.format(rule=self.ids[row], count=int(counts[row]), tokens=n_tokens,
+                                                   limit=self.max_matches_per_rule), stacklevel=4)
 
     def _window_matches(self, doc: Doc) -> List[Tuple[int, int, int]]:
         """Run the anchored patterns only on windows around their anchor tokens.
