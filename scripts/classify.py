@@ -19,7 +19,8 @@ def main(model: str, texts: list[str]) -> None:
     for doc in nlp.pipe(texts):
         top = sorted(doc.cats.items(), key=lambda kv: -kv[1])[:3]
         cats = ", ".join(f"{label} {score:.3f}" for label, score in top)
-        ents = ", ".join(f"{span.text} -> {name(span._.kb_iri)}" for span in doc._.kb_entities or [])
+        spans = doc.spans.get("kb_entities", [])
+        ents = ", ".join(f"{span.text} -> {name(span.kb_id_)} ({span.label_})" for span in spans)
         print(f"{doc.text[:70]!r}\n    cats: {cats}\n    linked: {ents or '-'}")
 
 

@@ -11,16 +11,21 @@ Id space of `KnowledgeFeaturizer.n_ids`, in this order:
                                          has several candidates), link written in lowercase (a
                                          concept such as "film", often a generic word), rule hit
 
-Importing this module registers the Doc/Span extensions (once; re-import is harmless).
+Importing this module registers the Doc/Span extensions (see annotations.py; once,
+re-import is harmless). Featurizing writes nothing on a doc: `analyse` returns the
+annotations, `write_annotations` (the component's set_annotations) writes them.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from .annotations import DEFAULT_LABEL, DocAnnotations, LinkRecord, RuleHit, register_extensions, write_annotations
+from .graph_features import sorted_unique
+from .hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
 from .linker import AliasLinker, LinkerConfig, LinkResult, entity_arrays, get_linker
 from .rule_matcher import RuleHits, RuleMatcher, csr_gather
 
@@ -34,16 +39,7 @@ _LINKED, _BEGIN, _AMBIGUOUS, _LOWERCASE, _RULE = range(N_FLAGS)
 DENSE_TAIL: Tuple[str, ...] = ("is_linked", "link_prior")
 
 
-def _register_extensions() -> None:
-    for name in ("kb_entities", "rule_hits"):
-        if not Doc.has_extension(name):
-            Doc.set_extension(name, default=None)
-    for name in ("kb_iri", "kb_types", "kb_prior"):
-        if not Span.has_extension(name):
-            Span.set_extension(name, default=None)
-
-
-_register_extensions()
+register_extensions()
 
 
 class DocKnowledge(NamedTuple):
@@ -76,6 +72,9 @@ class KnowledgeFeaturizer:
     labels (Sequence[str]): the classifier's labels (columns of label_bias).
     n_experts (int): number of experts (columns of expert_bias).
     linker_config (Optional[LinkerConfig]): linker thresholds (defaults if None).
+    max_types_per_entity (int): an entity's first types (asserted, then superclasses
+        nearest first) that become features and `kb_types`; bounds the work per token
+        whatever the KB's depth (default 64, see hierarchy.py).
     """
 
     def __init__(
@@ -87,6 +86,7 @@ class KnowledgeFeaturizer:
         labels: Sequence[str],
         n_experts: int,
         linker_config: Optional[LinkerConfig] = None,
+        max_types_per_entity: int = DEFAULT_MAX_TYPES_PER_ENTITY,
     ) -> None:
         self.vocab = vocab
         self.kb = kb
@@ -105,7 +105,16 @@ class KnowledgeFeaturizer:
         self._rule_offset = self.n_types + self.n_predicates
         self._flag_offset = self._rule_offset + self.n_rules
         self._arrays = entity_arrays(kb) if kb is not None else None
+        # cut once here, so each doc gathers at most max_types_per_entity types per span
+        a = self._arrays
+        self._types_indptr, self._types = first_per_row(
+            a.types_indptr if a is not None else np.zeros(1, dtype=np.int64),
+            a.types if a is not None else np.zeros(0, dtype=np.int64), max_types_per_entity)
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
+        self._label_cache: Dict[int, str] = {}
+        # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
+        # the component's set_annotations (see annotations())
+        self._pending: Tuple[List[Tuple[int, int]], List[DocAnnotations]] = ([], [])
 
     @property
     def n_ids(self) -> int:
@@ -130,48 +139,80 @@ class KnowledgeFeaturizer:
         return FLAG_NAMES[i - self._flag_offset]
 
     def pipe(self, docs: Iterable[Doc]) -> List[DocKnowledge]:
-        """Featurize many docs (the matchers are built once and reused)."""
-        return [self(doc) for doc in docs]
+        """Featurize many docs (the matchers are built once and reused). Writes nothing
+        on the docs (the model calls this in predict); the batch's annotations are kept
+        for `annotations(docs)`."""
+        docs = list(docs)
+        out: List[DocKnowledge] = []
+        anns: List[DocAnnotations] = []
+        for doc in docs:
+            dk, ann = self.analyse(doc)
+            out.append(dk)
+            anns.append(ann)
+        self._pending = ([(id(doc), len(doc)) for doc in docs], anns)
+        return out
 
-    def __call__(self, doc: Doc) -> DocKnowledge:
-        """Featurize one doc; sets doc._.kb_entities, doc._.rule_hits and the Span
-        extensions kb_iri, kb_types, kb_prior of the linked spans."""
+    def annotations(self, docs: Sequence[Doc]) -> List[DocAnnotations]:
+        """The annotations of `docs`: those the last `pipe` computed if it was called on
+        exactly these docs (the component's predict: the model featurized them), else
+        computed now. Either way the kept batch is dropped."""
+        keys, anns = self._pending
+        self._pending = ([], [])
+        if keys == [(id(doc), len(doc)) for doc in docs]:
+            return anns
+        return [self.analyse(doc)[1] for doc in docs]
+
+    def __call__(self, doc: Doc, *, annotate: bool = True) -> DocKnowledge:
+        """Featurize one doc and (unless annotate=False) write its annotations:
+        doc.spans["kb_entities"], span._.kb_link, doc._.rule_hits."""
+        dk, ann = self.analyse(doc)
+        if annotate:
+            write_annotations(doc, ann)
+        return dk
+
+    def analyse(self, doc: Doc) -> Tuple[DocKnowledge, DocAnnotations]:
+        """Featurize one doc without touching it: RETURNS (features, annotations)."""
         n = len(doc)
         link = self.linker(doc) if self.linker is not None and n else LinkResult.empty()
-        self._annotate_links(doc, link)
         hits = self._rule_hits(doc, link)
-        doc._.rule_hits = [
-            (self.rule_matcher.ids[r], int(s), int(e))  # type: ignore[union-attr]
+        rule_hits: Tuple[RuleHit, ...] = tuple(
+            (self.rule_matcher.ids[r], s, e)  # type: ignore[union-attr]
             for r, s, e in zip(hits.rules.tolist(), hits.starts.tolist(), hits.ends.tolist())
-        ]
-        return self._assemble(n, link, hits)
+        )
+        links, labels = self._annotate_links(link)
+        return self._assemble(n, link, hits), DocAnnotations(links, labels, rule_hits)
 
     # --- steps -------------------------------------------------------------------------
 
-    def _annotate_links(self, doc: Doc, link: LinkResult) -> None:
+    def _annotate_links(self, link: LinkResult) -> Tuple[Tuple[LinkRecord, ...], Tuple[str, ...]]:
+        """(records, span labels) of the linked mentions, plain values sorted by start."""
         kb = self.kb
-        spans: List[Span] = []
-        if kb is not None and len(link.entities):
-            for start, end, ent, prior in zip(
-                link.starts.tolist(), link.ends.tolist(), link.entities.tolist(), link.priors.tolist()
-            ):
-                iri = kb.entities[ent]
-                span = Span(doc, start, end, label="KB_ENTITY", kb_id=iri)
-                ext = span._
-                ext.kb_iri = iri
-                ext.kb_types = self._type_iris(ent)
-                ext.kb_prior = prior
-                spans.append(span)
-        doc._.kb_entities = spans
+        if kb is None or not len(link.entities):
+            return (), ()
+        rows = sorted(zip(link.starts.tolist(), link.ends.tolist(), link.entities.tolist(), link.priors.tolist()))
+        records = tuple((s, e, kb.entities[ent], self._type_iris(ent), float(p)) for s, e, ent, p in rows)
+        return records, tuple(self._span_label(ent) for _, _, ent, _ in rows)
+
+    def _span_label(self, ent: int) -> str:
+        """A readable type for displaCy and spaCy's span tools: the label of the entity's
+        first asserted type, else DEFAULT_LABEL (cached)."""
+        got = self._label_cache.get(ent)
+        if got is None:
+            kb = self.kb
+            assert kb is not None
+            direct = kb.types_of(ent, direct_only=True)
+            got = (kb.type_labels[int(direct[0])].strip() if len(direct) else "") or DEFAULT_LABEL
+            self._label_cache[ent] = got
+        return got
 
     def _type_iris(self, ent: int) -> Tuple[str, ...]:
-        """Type IRIs of an entity, superclasses included (cached: spans share tuples)."""
+        """Type IRIs of an entity, nearest superclasses included, at most
+        max_types_per_entity (cached: spans share tuples)."""
         got = self._types_cache.get(ent)
         if got is None:
-            a = self._arrays
-            assert a is not None and self.kb is not None
-            types = self.kb.types
-            got = tuple(types[t] for t in a.types[a.types_indptr[ent] : a.types_indptr[ent + 1]].tolist())
+            assert self.kb is not None
+            types, indptr = self.kb.types, self._types_indptr
+            got = tuple(types[t] for t in self._types[indptr[ent] : indptr[ent + 1]].tolist())
             self._types_cache[ent] = got
         return got
 
@@ -207,7 +248,7 @@ class KnowledgeFeaturizer:
             ents, starts, ends = link.entities, link.starts, link.ends
             n_spans = len(ents)
             # ids every token of a span gets: types, predicates, linked (+ ambiguous) flag
-            ct, vt = csr_gather(arrays.types_indptr, arrays.types, ents)
+            ct, vt = csr_gather(self._types_indptr, self._types, ents)
             cp, vp = csr_gather(arrays.preds_indptr, arrays.preds, ents)
             amb = np.flatnonzero(link.n_candidates > 1)
             low = np.flatnonzero(link.lowercase)
@@ -239,7 +280,7 @@ class KnowledgeFeaturizer:
             rules = hits.rules[hit_tok]
             # a (token, rule) pair counts once even if overlapping matches of a pattern
             # rule cover the token several times
-            pair = np.unique(tok * max(self.n_rules, 1) + rules)
+            pair = sorted_unique(tok * max(self.n_rules, 1) + rules)
             ptok, prule = pair // max(self.n_rules, 1), pair % max(self.n_rules, 1)
             np.add.at(expert_bias, ptok, rm.expert_weights[prule])
             label_bias += rm.label_weights[hits.rules].sum(axis=0)
@@ -247,7 +288,8 @@ class KnowledgeFeaturizer:
             id_parts += [prule + self._rule_offset, np.full(len(ptok), f0 + _RULE, dtype=np.int64)]
             linked[ptok] = True
         if tok_parts:
-            keys = np.unique(np.concatenate(tok_parts) * n_ids + np.concatenate(id_parts))
+            # numpy 2's hash-based np.unique takes ~1 s on 400k ids; one sort takes ms
+            keys = sorted_unique(np.concatenate(tok_parts) * n_ids + np.concatenate(id_parts))
             ids = keys % n_ids
             counts = np.bincount(keys // n_ids, minlength=n)
         else:

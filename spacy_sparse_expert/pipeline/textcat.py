@@ -27,12 +27,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from ..errors import Errors
+from ..kb.annotations import write_annotations
 from ..kb.features import KnowledgeFeaturizer
 from ..kb.knowledge_base import KnowledgeBase
+from ..kb.rule_labels import warn_unknown_rule_labels
 from ..kb.rules import RuleSet
 from ..ml import architectures  # noqa: F401  (registers the model architectures)
-from ..ml.architectures import fit_bow_idf, torch_module
-from ..ml.wrapper import state_from_bytes, state_to_bytes
+from ..ml.architectures import fit_bow_idf, load_weights, torch_module
+from ..ml.wrapper import state_to_bytes
 from . import scorer as _scorer  # noqa: F401  (registers the scorers)
 
 if not Doc.has_extension("routing"):
@@ -81,7 +83,7 @@ _SCORE_WEIGHTS = {
     "cats_macro_auc": None,
     "cats_f_per_type": None,
 }
-_ASSIGNS = ["doc.cats", "doc._.kb_entities", "doc._.rule_hits"]
+_ASSIGNS = ["doc.cats", "doc.spans", "doc._.kb_entities", "doc._.rule_hits"]
 
 
 def _default_config(model: Any, threshold: float, scorer: str) -> Dict[str, Any]:
@@ -277,6 +279,9 @@ class SparseExpertTextCategorizer(TrainablePipe):
         kb = kb_loader(self.vocab) if kb_loader is not None else None
         rules = rules_loader(self.vocab) if rules_loader is not None else None
         self.set_knowledge(kb, rules)
+        # A rule label the model lacks ("Sport" for "sport") is dropped by the matcher, so
+        # the rule fires and does nothing; say so once, here, where the labels are final.
+        warn_unknown_rule_labels(self.rules, self.labels, component=self.name)
         self._init_model()
         fit_bow_idf(self.model, (eg.reference for eg in get_examples()))
 
@@ -288,7 +293,8 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self._sync_model_attrs()
 
     def predict(self, docs: Iterable[Doc]) -> Dict[str, Any]:
-        """Scores (n_docs, n_labels) and, with store_routing, the routing of the batch."""
+        """Scores (n_docs, n_labels), the knowledge annotations (linked spans, rule hits)
+        and, with store_routing, the routing of the batch. Writes nothing on the docs."""
         docs = list(docs)
         if self.featurizer is None:
             raise ValueError(Errors.E030.format(name=self.name))
@@ -296,12 +302,18 @@ class SparseExpertTextCategorizer(TrainablePipe):
         if len(parts) == 1:
             scores = self.model.predict(docs)
             routing = self.model.layers[0].attrs["routing"] if self.store_routing else None
-            return {"scores": self.model.ops.to_numpy(scores), "routing": routing}
+            # the model's forward featurized (and linked) these docs; reuse that work
+            annotations = self.featurizer.annotations(docs)
+            return {"scores": self.model.ops.to_numpy(scores), "routing": routing, "annotations": annotations}
         outputs = [self.predict(part) for part in parts]
         routing = None
         if self.store_routing:
             routing = tuple(np.concatenate([out["routing"][i] for out in outputs]) for i in (0, 1))
-        return {"scores": np.concatenate([out["scores"] for out in outputs]), "routing": routing}
+        return {
+            "scores": np.concatenate([out["scores"] for out in outputs]),
+            "routing": routing,
+            "annotations": [ann for out in outputs for ann in out["annotations"]],
+        }
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Dict[str, Any]) -> None:
         docs = list(docs)
@@ -309,6 +321,10 @@ class SparseExpertTextCategorizer(TrainablePipe):
         for i, doc in enumerate(docs):
             for j, label in enumerate(self.labels):
                 doc.cats[label] = float(scores[i, j])
+        annotations = predictions.get("annotations")
+        if annotations is not None:
+            for doc, ann in zip(docs, annotations):
+                write_annotations(doc, ann)
         routing = predictions.get("routing")
         if routing is None:
             return
@@ -456,7 +472,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self._knowledge_from(kb, rules, where)
         self._init_model()
         if "model" not in exclude:
-            state_from_bytes(torch_module(self.model), msg["model"], source=where)
+            load_weights(self.model, msg["model"], source=where)
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
@@ -490,7 +506,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self._init_model()
         model_path = path / "model"
         if "model" not in exclude:
-            state_from_bytes(torch_module(self.model), model_path.read_bytes(), source=str(model_path))
+            load_weights(self.model, model_path, source=str(model_path))
         return self
 
 

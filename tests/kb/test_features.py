@@ -111,7 +111,7 @@ def test_knowledge_off_gives_zeros_with_shapes(nlp) -> None:
     check_valid(dk, feat, len(doc))
     assert dk.ids.size == 0 and not dk.ids_indptr.any()
     assert not dk.dense.any() and not dk.expert_bias.any() and not dk.label_bias.any() and not dk.linked.any()
-    assert doc._.kb_entities == [] and doc._.rule_hits == []
+    assert list(doc._.kb_entities) == [] and doc._.rule_hits == ()
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n", "?!"])
@@ -120,7 +120,7 @@ def test_empty_and_whitespace_docs(nlp, feat, text: str) -> None:
     dk = feat(doc)
     check_valid(dk, feat, len(doc))
     assert dk.ids.size == 0 and not dk.label_bias.any()
-    assert doc._.kb_entities == []
+    assert list(doc._.kb_entities) == []
 
 
 def test_long_doc(nlp, feat) -> None:
@@ -146,7 +146,7 @@ def test_pipe_equals_call(nlp, feat) -> None:
 def test_extensions_registered_once() -> None:
     for name in ("kb_entities", "rule_hits"):
         assert Doc.has_extension(name)
-    for name in ("kb_iri", "kb_types", "kb_prior"):
+    for name in ("kb_link", "kb_iri", "kb_types", "kb_prior"):
         assert Span.has_extension(name)
     importlib.reload(features_module)  # registering again must not raise
     assert Doc.get_extension("kb_entities")[0] is None

@@ -61,7 +61,7 @@ def test_kb_rules_without_kb_or_unknown_iri_never_fire(nlp, kb) -> None:
     feat = KnowledgeFeaturizer(nlp.vocab, None, RuleSet.from_jsonl(rules), labels=["sport"], n_experts=2)
     doc = nlp("Chelsea beat Arsenal.")
     feat(doc)
-    assert doc._.rule_hits == [("word", 0, 1)]
+    assert doc._.rule_hits == (("word", 0, 1),)
     got, _ = hits(nlp, kb, rules, "Chelsea beat Arsenal.")
     assert ("nope", "Arsenal") not in got and ("team", "Arsenal") in got
 

@@ -1,0 +1,205 @@
+"""What the knowledge layer writes on a Doc, in the forms every Doc serialiser keeps.
+
+    doc.spans["kb_entities"]    the linked spans: kb_id_ = entity IRI, label_ = a readable
+                                type of the entity ("football club") or "ENTITY"
+    span._.kb_link              (IRI, (type IRI, ...), prior) of a linked span, kept by
+                                spaCy in doc.user_data under the span's character offsets
+    span._.kb_iri / kb_types / kb_prior
+                                getters over kb_link (tuple, float), None if not linked
+    doc._.kb_entities           getter (and setter) of doc.spans["kb_entities"], as before
+    doc._.rule_hits             ((rule id, start, end), ...), always tuples
+
+Spans live where spaCy keeps spans and everything in ``doc.user_data`` is a plain tuple,
+string or number. A Span there (as ``doc._.kb_entities`` used to hold) cannot be pickled
+or msgpacked, which broke ``nlp.pipe(n_process=2)``, ``spacy apply``,
+``DocBin(store_user_data=True)``, ``doc.to_bytes()`` and ``doc.copy()`` on every doc with
+a linked entity. spaCy reads user_data back as lists on some paths (``Doc.from_bytes``)
+and tuples on others (``DocBin``), so the getters normalise to tuples. Per-span values
+sit under spaCy's own span keys so ``Doc.from_docs`` shifts them with the spans.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any, Iterable, NamedTuple, Optional, Tuple
+
+from spacy.tokens import Doc, Span, SpanGroup
+
+from ..errors import Errors, SparseExpertError
+
+SPANS_KEY = "kb_entities"
+DEFAULT_LABEL = "ENTITY"
+
+# (start, end, IRI, type IRIs with superclasses, prior): one linked mention
+LinkRecord = Tuple[int, int, str, Tuple[str, ...], float]
+# (rule id, start, end)
+RuleHit = Tuple[str, int, int]
+
+_RULE_HITS_KEY = ("._.", "rule_hits", None, None)  # where a default Doc extension would keep it
+_LINK_EXT = "kb_link"
+
+
+class LinkedSpanError(SparseExpertError):
+    """Linked-span data on a doc is not what the component writes."""
+
+
+class DocAnnotations(NamedTuple):
+    """What the component writes on one doc (plain values; see write_annotations).
+
+    links (Tuple[LinkRecord, ...]): linked mentions, sorted by start.
+    labels (Tuple[str, ...]): span label of each link (a readable type or "ENTITY").
+    rule_hits (Tuple[RuleHit, ...]): rule matches.
+    """
+
+    links: Tuple[LinkRecord, ...]
+    labels: Tuple[str, ...]
+    rule_hits: Tuple[RuleHit, ...]
+
+    @classmethod
+    def empty(cls) -> "DocAnnotations":
+        return cls((), (), ())
+
+
+def write_annotations(doc: Doc, annotations: DocAnnotations) -> None:
+    """Write `annotations` on `doc`, replacing what an earlier run wrote: the span
+    group, each span's kb_link, doc._.rule_hits.
+
+    doc (Doc): the doc the annotations were computed for.
+    annotations (DocAnnotations): from KnowledgeFeaturizer.analyse / .annotations.
+    """
+    # links of an earlier run (another KB) must not linger under offsets not linked now
+    stale = [key for key in doc.user_data if isinstance(key, tuple) and key[:2] == ("._.", _LINK_EXT)]
+    for key in stale:
+        del doc.user_data[key]
+    spans = []
+    for (start, end, iri, types, prior), label in zip(annotations.links, annotations.labels):
+        span = Span(doc, start, end, label=label, kb_id=iri)
+        span._.kb_link = (iri, tuple(types), float(prior))
+        spans.append(span)
+    doc.spans[SPANS_KEY] = spans
+    doc._.rule_hits = annotations.rule_hits
+
+
+# --- getters / setters ------------------------------------------------------------------
+
+
+def _get_kb_entities(doc: Doc) -> Optional[SpanGroup]:
+    # None (the old default) until the component has run, so `doc._.kb_entities or []`
+    # in user code keeps meaning "nothing linked"
+    return doc.spans[SPANS_KEY] if SPANS_KEY in doc.spans else None
+
+
+def _set_kb_entities(doc: Doc, value: Optional[Iterable[Span]]) -> None:
+    if value is None:
+        if SPANS_KEY in doc.spans:
+            del doc.spans[SPANS_KEY]
+        return
+    spans = list(value)
+    for i, span in enumerate(spans):
+        if not isinstance(span, Span) or span.doc is not doc:
+            raise LinkedSpanError(Errors.E131.format(value=_short(span), index=i))
+    doc.spans[SPANS_KEY] = spans
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def link_of(span: Span) -> Optional[Tuple[str, Tuple[str, ...], float]]:
+    """(IRI, types, prior) of a linked span (any Span over the same tokens), else None.
+    Raises LinkedSpanError (E130) for a value the component does not write."""
+    value = span._.kb_link
+    if value is None:
+        return None
+
+    def bad(reason: str) -> LinkedSpanError:
+        return LinkedSpanError(Errors.E130.format(span=span.text[:80], start=span.start, end=span.end,
+                                                  value=_short(value), reason=reason))
+
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise bad("not a 3-tuple")
+    iri, types, prior = value
+    if not isinstance(iri, str) or not iri:
+        raise bad("the IRI is not a non-empty string")
+    if not isinstance(types, (tuple, list)) or not all(isinstance(t, str) for t in types):
+        raise bad("the types are not a tuple of strings")
+    # renormalised float32 priors may sit a rounding error above 1
+    if isinstance(prior, bool) or not isinstance(prior, Real) or not (math.isfinite(prior) and 0 <= prior <= 1.0001):
+        raise bad("the prior is not a number in [0, 1]")
+    return iri, tuple(types), float(prior)
+
+
+def _get_kb_iri(span: Span) -> Optional[str]:
+    link = link_of(span)
+    return link[0] if link is not None else None
+
+
+def _get_kb_types(span: Span) -> Optional[Tuple[str, ...]]:
+    link = link_of(span)
+    return link[1] if link is not None else None
+
+
+def _get_kb_prior(span: Span) -> Optional[float]:
+    link = link_of(span)
+    return link[2] if link is not None else None
+
+
+def _get_rule_hits(doc: Doc) -> Optional[Tuple[RuleHit, ...]]:
+    raw = doc.user_data.get(_RULE_HITS_KEY)
+    if raw is None:
+        return None
+    return _checked_hits(doc, raw)
+
+
+def _set_rule_hits(doc: Doc, value: Optional[Iterable[Any]]) -> None:
+    if value is None:
+        doc.user_data.pop(_RULE_HITS_KEY, None)
+    else:
+        doc.user_data[_RULE_HITS_KEY] = _checked_hits(doc, value)
+
+
+def _checked_hits(doc: Doc, value: Any) -> Tuple[RuleHit, ...]:
+    n = len(doc)
+    if not isinstance(value, (tuple, list)):
+        raise LinkedSpanError(Errors.E132.format(index=0, value=_short(value), reason="not a tuple", n_tokens=n))
+    out = []
+    for i, hit in enumerate(value):
+        ok = isinstance(hit, (tuple, list)) and len(hit) == 3 and isinstance(hit[0], str)
+        if ok:
+            rule, start, end = hit
+            ok = isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= n
+        if not ok:
+            raise LinkedSpanError(Errors.E132.format(index=i, value=_short(hit), n_tokens=n,
+                                                     reason="not (rule id, start, end) inside this doc"))
+        out.append((rule, start, end))
+    return tuple(out)
+
+
+def register_extensions() -> None:
+    """Register the Doc/Span extensions (once; calling again is harmless)."""
+    if not Doc.has_extension("rule_hits"):
+        Doc.set_extension("rule_hits", getter=_get_rule_hits, setter=_set_rule_hits)
+    if not Doc.has_extension("kb_entities"):
+        Doc.set_extension("kb_entities", getter=_get_kb_entities, setter=_set_kb_entities)
+    if not Span.has_extension(_LINK_EXT):
+        Span.set_extension(_LINK_EXT, default=None)
+    for name, getter in (("kb_iri", _get_kb_iri), ("kb_types", _get_kb_types), ("kb_prior", _get_kb_prior)):
+        if not Span.has_extension(name):
+            Span.set_extension(name, getter=getter)
+
+
+register_extensions()
+
+
+__all__ = [
+    "DEFAULT_LABEL",
+    "DocAnnotations",
+    "LinkRecord",
+    "LinkedSpanError",
+    "RuleHit",
+    "SPANS_KEY",
+    "link_of",
+    "register_extensions",
+    "write_annotations",
+]
