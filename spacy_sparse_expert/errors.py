@@ -208,6 +208,9 @@ class Errors(metaclass=ErrorsWithCodes):
     E145 = ("Cannot write {path}: {reason}. Check that its folder is writable and has free space, or "
             "pick another output path.")
 
+    # --- E150-E159: package layout, KB views and the CLI ---------------------------
+    # --- E160-E169: the classifier's output contract and the component -----------
+    # --- E170-E179: distillation as a user of ml/ ----------------------------------
 
 class SparseExpertError(ValueError):
     """Base class of the errors this package raises for bad input."""
