@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stats  # noqa: E402  (benchmarks/stats.py)
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -64,16 +66,70 @@ def moe_layer(data: dict) -> str:
     return "\n".join(rows)
 
 
+def _knowledge_name(value: object) -> str:
+    # results written before the ablation recorded knowledge as true (KB and rules) / false
+    return {True: "both", False: "none", None: "-"}.get(value, str(value))  # type: ignore[arg-type]
+
+
+def _bbc_groups(runs: list[dict]) -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        key = (run["system"], run["train_set"], _knowledge_name(run.get("knowledge")))
+        groups.setdefault(key, []).append(run)
+    return groups
+
+
+def _gold(data: dict) -> list[str] | None:
+    return data.get("test_labels")
+
+
 def bbc(data: dict) -> str:
+    """One row per (system, train set, knowledge): mean ± std of test macro-F1 over the
+    seeds, its 95% paired-bootstrap interval over test documents (seeds averaged inside
+    each resample), macro-F1 on the test documents unseen in train; then the knowledge
+    ablation of sparse_expert as differences from knowledge none, with their intervals."""
+    gold, labels = _gold(data), data.get("labels")
     rows = [
-        "| system | train set | knowledge | accuracy | macro-F1 | train s | words/s (CPU) |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| system | train set | knowledge | seeds | macro-F1 (mean ± std) | 95% interval | unseen docs | train s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for run in data["runs"]:
-        know = "-" if run.get("knowledge") is None else ("on" if run["knowledge"] else "off")
-        rows.append(f"| {run['system']} | {run['train_set']} | {know} | {run['accuracy']:.4f} | {run['macro_f1']:.4f} "
-                    f"| {run['train_seconds']:.0f} | {run['words_per_second']:,.0f} |")
-    return "\n".join(rows)
+    groups = _bbc_groups(data["runs"])
+    for (system, train_set, know), runs in groups.items():
+        f1 = stats.seed_summary([r["macro_f1"] for r in runs])
+        preds = [r["predictions"] for r in runs if "predictions" in r]
+        interval = "-"
+        if gold and labels and len(preds) == len(runs):
+            ci = stats.bootstrap_interval(gold, preds, labels)
+            interval = f"{ci['low']:.4f}-{ci['high']:.4f}"
+        unseen = [r["macro_f1_unseen"] for r in runs if "macro_f1_unseen" in r]
+        unseen_text = f"{sum(unseen) / len(unseen):.4f}" if unseen else "-"
+        train_s = sum(r["train_seconds"] for r in runs) / len(runs)
+        rows.append(f"| {system} | {train_set} | {know} | {f1['n']} | {f1['mean']:.4f} ± {f1['std']:.4f} "
+                    f"| {interval} | {unseen_text} | {train_s:.0f} |")
+    ablation = _bbc_ablation(groups, gold, labels)
+    return "\n".join(rows + ([""] + ablation if ablation else []))
+
+
+def _bbc_ablation(groups: dict[tuple, list[dict]], gold: list[str] | None, labels: list[str] | None) -> list[str]:
+    if not gold or not labels:
+        return []
+    rows = ["| train set | knowledge | macro-F1 minus knowledge none | 95% interval | verdict |",
+            "|---|---|---:|---:|---|"]
+    for train_set in ("train", "train_small"):
+        base = groups.get(("sparse_expert", train_set, "none"))
+        if not base or not all("predictions" in r for r in base):
+            continue
+        for know in ("kb", "rules", "both"):
+            runs = groups.get(("sparse_expert", train_set, know))
+            if not runs or not all("predictions" in r for r in runs):
+                continue
+            diff = stats.paired_difference(gold, [r["predictions"] for r in runs],
+                                           [r["predictions"] for r in base], labels)
+            verdict = {"a better": "knowledge helps", "b better": "knowledge hurts"}.get(
+                diff["verdict"], diff["verdict"])
+            rows.append(f"| {train_set} | {know} | {diff['difference']:+.4f} | {diff['low']:+.4f} to "
+                        f"{diff['high']:+.4f} | {verdict} |")
+    return rows if len(rows) > 2 else []
 
 
 def distill(data: dict) -> str:

@@ -19,7 +19,7 @@ from its results file. Macro-F1 is computed exactly as scikit-learn's
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
@@ -73,32 +73,55 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def bootstrap_interval(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str], *,
+Predictions = Union[Sequence[str], Sequence[Sequence[str]]]
+
+
+def _per_seed(pred: Predictions) -> list[Sequence[str]]:
+    """One prediction list, or one per seed, as a list of lists."""
+    if len(pred) and not isinstance(pred[0], str):
+        return list(pred)  # type: ignore[arg-type]
+    return [pred]  # type: ignore[list-item]
+
+
+def _mean_f1(gold: Sequence[str], pred: Predictions, labels: Sequence[str], draws: np.ndarray | None) -> Any:
+    """Macro-F1 averaged over seeds: a float, or (n_resamples,) over `draws`."""
+    runs = _per_seed(pred)
+    if draws is None:
+        return sum(macro_f1(gold, p, labels) for p in runs) / len(runs)
+    total = np.zeros(draws.shape[0])
+    for p in runs:
+        g, ind = _indicators(gold, p, labels)
+        total += _resampled_f1(g, ind, draws)
+    return total / len(runs)
+
+
+def bootstrap_interval(gold: Sequence[str], pred: Predictions, labels: Sequence[str], *,
                        n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
                        seed: int = 0) -> dict[str, Any]:
-    """Macro-F1 and its percentile bootstrap interval over test documents.
+    """Macro-F1 and its percentile bootstrap interval over test documents. `pred` is one
+    prediction list, or one per training seed (averaged inside each resample, so the
+    interval is that of the seeds' mean).
     RETURNS (dict): macro_f1, low, high, n_resamples, confidence."""
-    g, p = _indicators(gold, pred, labels)
-    low, high = _interval(_resampled_f1(g, p, _draws(len(gold), n_resamples, seed)), confidence)
-    return {"macro_f1": macro_f1(gold, pred, labels), "low": low, "high": high,
+    draws = _draws(len(gold), n_resamples, seed)
+    low, high = _interval(_mean_f1(gold, pred, labels, draws), confidence)
+    return {"macro_f1": _mean_f1(gold, pred, labels, None), "low": low, "high": high,
             "n_resamples": n_resamples, "confidence": confidence}
 
 
-def paired_difference(gold: Sequence[str], pred_a: Sequence[str], pred_b: Sequence[str],
+def paired_difference(gold: Sequence[str], pred_a: Predictions, pred_b: Predictions,
                       labels: Sequence[str], *, n_resamples: int = N_RESAMPLES,
                       confidence: float = CONFIDENCE, seed: int = 0) -> dict[str, Any]:
     """Macro-F1 of a minus that of b, with a paired bootstrap interval: both are scored on
-    the same resampled documents, so the interval reflects only how they differ.
+    the same resampled documents, so the interval reflects only how they differ. Each
+    side may be one prediction list or one per seed (mean over seeds).
     RETURNS (dict): difference, low, high, verdict ("a better", "b better" or
     "no measurable difference"), n_resamples, confidence."""
-    g, pa = _indicators(gold, pred_a, labels)
-    _, pb = _indicators(gold, pred_b, labels)
     draws = _draws(len(gold), n_resamples, seed)
-    diffs = _resampled_f1(g, pa, draws) - _resampled_f1(g, pb, draws)
+    diffs = _mean_f1(gold, pred_a, labels, draws) - _mean_f1(gold, pred_b, labels, draws)
     low, high = _interval(diffs, confidence)
     verdict = "a better" if low > 0 else "b better" if high < 0 else "no measurable difference"
-    return {"difference": macro_f1(gold, pred_a, labels) - macro_f1(gold, pred_b, labels), "low": low,
-            "high": high, "verdict": verdict, "n_resamples": n_resamples, "confidence": confidence}
+    return {"difference": _mean_f1(gold, pred_a, labels, None) - _mean_f1(gold, pred_b, labels, None),
+            "low": low, "high": high, "verdict": verdict, "n_resamples": n_resamples, "confidence": confidence}
 
 
 def seed_summary(values: Sequence[float]) -> dict[str, Any]:
