@@ -77,3 +77,36 @@ def test_bad_input_and_seed_summary(stats) -> None:
     s = stats.seed_summary([0.9, 0.92, 0.94])
     assert s["mean"] == pytest.approx(0.92) and s["std"] == pytest.approx(0.02) and s["n"] == 3
     assert stats.seed_summary([0.5])["std"] == 0.0
+
+
+def test_several_seeds_average_inside_each_resample(stats) -> None:
+    rng = random.Random(5)
+    gold = [rng.choice(LABELS) for _ in range(300)]
+    seeds = [_noisy(gold, 0.15, rng) for _ in range(3)]
+    ci = stats.bootstrap_interval(gold, seeds, LABELS)
+    mean = sum(stats.macro_f1(gold, p, LABELS) for p in seeds) / 3
+    assert ci["macro_f1"] == pytest.approx(mean) and ci["low"] <= mean <= ci["high"]
+    # one seed given as a list of one list equals the plain form
+    assert stats.bootstrap_interval(gold, [seeds[0]], LABELS) == stats.bootstrap_interval(gold, seeds[0], LABELS)
+    worse = [_noisy(gold, 0.4, rng) for _ in range(3)]
+    assert stats.paired_difference(gold, seeds, worse, LABELS)["verdict"] == "a better"
+
+
+def test_throughput_reports_best_and_median_and_warmup_predictions() -> None:
+    spec = importlib.util.spec_from_file_location("bench_timing", REPO / "benchmarks" / "timing.py")
+    assert spec is not None and spec.loader is not None
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    calls: list[int] = []
+
+    def predict(texts: list[str]) -> list[int]:
+        calls.append(len(texts))
+        return [len(t.split()) for t in texts]
+
+    out = timing.throughput(predict, ["a b", "c d e"], passes=4)
+    assert calls == [2] * 5  # one warm-up, four timed passes
+    assert out["predictions"] == [2, 3] and out["passes"] == 4
+    assert out["words_per_second_best"] >= out["words_per_second_median"] > 0
+    assert timing.count_words(["a b  c", "\tone\ntwo ", ""]) == 5
+    with pytest.raises(ValueError):
+        timing.throughput(predict, ["a"], passes=0)
