@@ -152,6 +152,25 @@ def input_lines(path: Path, missing: str, *, suffix: str = ".jsonl", max_line_by
         raise SparseExpertError(Errors.E013.format(path=path, reason=err.strerror or err)) from None
 
 
+def json_lines(path: str | Path, bad_line: str) -> Iterator[tuple[int, object]]:
+    """Yield (line number, parsed value) for each non-blank line of a JSONL file, read
+    with `input_lines` and `decode_json_line` (data files: no comments).
+
+    A missing file raises SparseExpertError (E042), a directory E140, a FIFO or device
+    E141; a line that is not UTF-8 JSON raises SparseExpertError with the message
+    ``bad_line`` (an Errors template taking path, line and reason).
+    """
+    path = Path(path)
+    for lineno, raw in input_lines(path, Errors.E042.format(path=path), bad_line=bad_line):
+        try:
+            value = decode_json_line(raw, first_line=lineno == 1)
+        except JSONLineError as e:
+            where = f"{e.reason} (field {e.field!r})" if e.field else e.reason
+            raise SparseExpertError(bad_line.format(path=path, line=lineno, reason=where)) from None
+        if value is not SKIP:
+            yield lineno, value
+
+
 def show_value(value: Any, limit: int = 60) -> str:
     """A JSON value for an error message: short, and safe for any nesting or size."""
     try:
@@ -178,4 +197,4 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = ["JSONLineError", "MAX_LINE_BYTES", "SKIP", "check_input_file", "decode_json_line",
-           "has_lone_surrogate", "input_lines", "show_value"]
+           "has_lone_surrogate", "input_lines", "json_lines", "show_value"]

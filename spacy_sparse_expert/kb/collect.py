@@ -24,7 +24,7 @@ _IGNORE, _LABEL, _TYPE, _SUBCLASS, _RELATION = range(5)
 
 
 @dataclass
-class _Collected:
+class Collected:
     """What one pass over the triples keeps (ids index `nodes`)."""
 
     nodes: dict[str, int] = field(default_factory=dict)
@@ -103,7 +103,7 @@ def _language_rank(languages: Sequence[str]) -> Callable[[str | None], int | Non
     return rank
 
 
-def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
+def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collected,
              progress: ProgressCallback | None, where: str = "(source)") -> None:
     """The hot loop: one pass, a dict lookup per term, ints appended to arrays.
 
@@ -198,4 +198,4 @@ def _collect(quads: Iterable[ox.Quad], opts: ImportOptions, into: _Collected,
         progress(n)
 
 
-__all__ = ["ProgressCallback", "_Collected", "_collect"]
+__all__ = ["ProgressCallback", "Collected", "collect_triples"]

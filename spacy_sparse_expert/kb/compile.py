@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import time
 import warnings
+from importlib import metadata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .. import __version__
 from ..errors import Errors, KBImportError, Warnings
 from . import storage
 from .outputs import check_kb_output
-from .collect import ProgressCallback, _collect, _Collected
+from .collect import Collected, ProgressCallback, collect_triples
 from .graph_features import compute_graph_features, sorted_unique
 from .hierarchy import inferred_types, superclass_closure
 from .knowledge_base import KnowledgeBase, normalize_alias
@@ -44,13 +44,21 @@ from .rdf_sources import RdfSource, read_quads, resolve_sources, sparql_source
 from .source_stream import ReadStats
 
 
+def _package_version() -> str:
+    # from the installed distribution, not the package root: kb/ imports nothing above it
+    try:
+        return metadata.version("spacy-sparse-expert")
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare source tree
+        return "unknown"
+
+
 def _csr(rows: np.ndarray, n_rows: int) -> np.ndarray:
     indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
     return indptr
 
 
-def build_kb(col: _Collected, opts: ImportOptions, source_names: Sequence[str]) -> tuple[KnowledgeBase, dict[str, float]]:
+def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -> tuple[KnowledgeBase, dict[str, float]]:
     """Turn collected triples into the KB tables. RETURNS (kb, timings in seconds)."""
     t0 = time.perf_counter()
     shown = ", ".join(source_names) if len(source_names) <= 3 else f"{source_names[0]} and {len(source_names) - 1} more"
@@ -171,7 +179,7 @@ def build_kb(col: _Collected, opts: ImportOptions, source_names: Sequence[str]) 
     return kb, {"tables_seconds": round(t1 - t0 + t3 - t2, 4), "graph_seconds": round(t2 - t1, 4)}
 
 
-def _alias_table(col: _Collected, node_to_entity: np.ndarray, popularity: np.ndarray, n_label_preds: int,
+def _alias_table(col: Collected, node_to_entity: np.ndarray, popularity: np.ndarray, n_label_preds: int,
                  max_candidates: int) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Aliases (sorted), their surface forms and CSR arrays of candidates and priors."""
     alias_ids: dict[str, int] = {}
@@ -264,13 +272,13 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
         resolved.append(sparql_source(sparql, query))
     if not resolved:
         raise KBImportError(Errors.E004.format(path="(no source given)"))
-    col = _Collected()
+    col = Collected()
     stats = [ReadStats() for _ in resolved]
     for source, read in zip(resolved, stats):
         with read_quads(source, base_iri=opts.base, engine=opts.engine, timeout=opts.timeout,
                         max_bytes=opts.max_bytes, max_xml_depth=opts.max_xml_depth,
                         max_response_bytes=opts.max_response_bytes, stats=read) as quads:
-            _collect(quads, opts, col, progress, source.display)
+            collect_triples(quads, opts, col, progress, source.display)
     col.compact()
     parse_seconds = time.perf_counter() - start
     kb, timings = build_kb(col, opts, [s.display for s in resolved])
@@ -278,7 +286,7 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
     kb.meta.update({
         "format": storage.KB_FORMAT,  # the marker that lets a later import replace this KB
         "format_version": storage.FORMAT_VERSION,
-        "created_by": f"spacy-sparse-expert {__version__}",
+        "created_by": f"spacy-sparse-expert {_package_version()}",
         "sources": [_source_meta(s, read) for s, read in zip(resolved, stats)],
         "options": opts.to_meta(),
         "counts": {

@@ -6,23 +6,28 @@ per-alias candidate lists are CSR arrays (``*_indptr`` + values), so a lookup is
 slices and the whole KB is a handful of numpy arrays plus string tables.
 
 Build one with :func:`spacy_sparse_expert.kb.compile.import_rdf` (to a directory) or
-:meth:`KnowledgeBase.from_rdf` (in memory); load with :meth:`KnowledgeBase.from_disk`.
+:func:`spacy_sparse_expert.kb.compile.compile_kb` (in memory); load with
+:meth:`KnowledgeBase.from_disk`.
 """
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from ..errors import Errors, KBFormatError
 from . import kb_numbers, storage
 from .graph_features import normalize_features
+from .views import EntityArrays, build_entity_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
+
+T = TypeVar("T")
 
 
 def normalize_alias(text: str) -> str:
@@ -103,6 +108,7 @@ class KnowledgeBase:
         self._alias_index = {alias: i for i, alias in enumerate(self.aliases)}
         self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
         self._features.setflags(write=False)
+        self._derived: dict[Hashable, Any] = {}
 
     def _check_consistent(self) -> None:
         """Raise ValueError unless tables and arrays fit together (every id in range,
@@ -243,6 +249,24 @@ class KnowledgeBase:
 
     # --- types, relations, graph features ----------------------------------------------
 
+    @cached_property
+    def type_index(self) -> dict[str, int]:
+        """Type IRI -> type id."""
+        return {iri: i for i, iri in enumerate(self.types)}
+
+    @cached_property
+    def predicate_index(self) -> dict[str, int]:
+        """Predicate IRI -> predicate id."""
+        return {iri: i for i, iri in enumerate(self.predicates)}
+
+    def get_type_id(self, iri: str) -> int | None:
+        """The id of type (class) `iri`, or None."""
+        return self.type_index.get(iri)
+
+    def get_predicate_id(self, iri: str) -> int | None:
+        """The id of predicate `iri`, or None."""
+        return self.predicate_index.get(iri)
+
     def types_of(self, entity_id: int, *, direct_only: bool = False) -> np.ndarray:
         """Type ids of an entity (int32), including superclasses unless `direct_only`."""
         i = self._check(entity_id, self.n_entities, "entities")
@@ -273,6 +297,21 @@ class KnowledgeBase:
     def raw_graph_features(self) -> np.ndarray:
         """Graph features as computed (degrees as counts, PageRank summing to 1, ...)."""
         return self._arrays["graph_features"]
+
+    @cached_property
+    def entity_arrays(self) -> EntityArrays:
+        """Per-entity CSR views (types, predicates, neighbours, idf) for linking and
+        featurizing, built on first use."""
+        return build_entity_arrays(self)
+
+    def derived(self, key: Hashable, build: Callable[[], T]) -> T:
+        """A structure derived from this (read-only) KB, built by `build()` on the first
+        call with `key` and kept as long as the KB: text-side users build their costly
+        views once per KB (e.g. the alias linker's PhraseMatcher for one vocab).
+        """
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
 
     def array(self, name: str) -> np.ndarray:
         """One of the raw CSR arrays (read-only), e.g. "type_indptr", "type_ids"."""
@@ -319,18 +358,6 @@ class KnowledgeBase:
         return {**self.describe(i), "relations": relations}
 
     # --- construction and serialisation ------------------------------------------------
-
-    @classmethod
-    def from_rdf(cls, sources: Sequence[str | Path], **options: Any) -> KnowledgeBase:
-        """Compile RDF sources into a KB in memory (nothing written).
-
-        sources (Sequence[str | Path]): files, directories, Oxigraph store directories.
-        options: as for `spacy_sparse_expert.kb.compile.compile_kb`.
-        RETURNS (KnowledgeBase): the compiled KB.
-        """
-        from .compile import compile_kb
-
-        return compile_kb(sources, **options)
 
     def _parts(self) -> tuple[dict[str, Any], storage.Tables, storage.Arrays]:
         tables = {name: list(getattr(self, name)) for name in TABLE_NAMES}

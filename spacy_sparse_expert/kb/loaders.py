@@ -1,4 +1,4 @@
-"""KB and rule loaders for ``[initialize.components.<name>]``, in the style of spaCy's
+"""The KB loader for ``[initialize.components.<name>]``, in the style of spaCy's
 ``spacy.KBFromFile.v1``: the config names a path, the component receives a callable
 that reads it with the pipeline's vocab.
 
@@ -6,31 +6,32 @@ that reads it with the pipeline's vocab.
     @misc = "spacy-sparse-expert.KBLoader.v1"
     path = ${paths.kb}
 
-A null path gives a loader that returns None (no KB / no rules).
+A null path gives a loader that returns None (no KB). spaCy finds the name through the
+``spacy_misc`` entry point in pyproject.toml, so this module (like all of kb/) needs no
+spaCy import; the rules loader is `spacy_sparse_expert.rules.loaders`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from spacy.vocab import Vocab
-
-from ..errors import Errors, KBFormatError, RuleFileError
-from ..registry import registry
+from ..errors import Errors, KBFormatError
 from .knowledge_base import KnowledgeBase
-from .rules import RuleSet
 
-KBLoader = Callable[[Vocab], Optional[KnowledgeBase]]
-RulesLoader = Callable[[Vocab], Optional[RuleSet]]
+if TYPE_CHECKING:  # pragma: no cover
+    from spacy.vocab import Vocab
+
+KBLoader = Callable[["Vocab"], Optional[KnowledgeBase]]
 
 
-@registry.misc("spacy-sparse-expert.KBLoader.v1")
 def load_kb_v1(path: Optional[Union[str, Path]] = None) -> KBLoader:
-    """path (Optional[str]): a compiled KB directory (`sparse-expert kb import ...
+    """Registered as ``spacy-sparse-expert.KBLoader.v1`` (entry point).
+
+    path (Optional[str]): a compiled KB directory (`sparse-expert kb import ...
     --output DIR`), or null for none. RETURNS a loader ``(vocab) -> KnowledgeBase | None``.
     """
 
-    def kb_loader(vocab: Vocab) -> Optional[KnowledgeBase]:
+    def kb_loader(vocab: "Vocab") -> Optional[KnowledgeBase]:
         if path is None or str(path) == "":
             return None
         kb_path = Path(path)
@@ -41,20 +42,4 @@ def load_kb_v1(path: Optional[Union[str, Path]] = None) -> KBLoader:
     return kb_loader
 
 
-@registry.misc("spacy-sparse-expert.RulesLoader.v1")
-def load_rules_v1(path: Optional[Union[str, Path]] = None) -> RulesLoader:
-    """path (Optional[str]): a JSONL rule file, or null for none. RETURNS a loader
-    ``(vocab) -> RuleSet | None``. The file is validated when loaded (E020, E021)."""
-
-    def rules_loader(vocab: Vocab) -> Optional[RuleSet]:
-        if path is None or str(path) == "":
-            return None
-        rules_path = Path(path)
-        if not rules_path.is_file():
-            raise RuleFileError(Errors.E021.format(path=rules_path))
-        return RuleSet.from_file(rules_path)
-
-    return rules_loader
-
-
-__all__ = ["KBLoader", "RulesLoader", "load_kb_v1", "load_rules_v1"]
+__all__ = ["KBLoader", "load_kb_v1"]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from spacy.tokens import Doc, Span
 
-from spacy_sparse_expert.kb import features as features_module
-from spacy_sparse_expert.kb.features import FLAG_NAMES, N_FLAGS, DocKnowledge, KnowledgeFeaturizer
-from spacy_sparse_expert.kb.rules import RuleSet
+from spacy_sparse_expert.features import features as features_module
+from spacy_sparse_expert.features.features import FLAG_NAMES, N_FLAGS, DocKnowledge, KnowledgeFeaturizer
+from spacy_sparse_expert.rules.rules import RuleSet
 
 EX = "http://example.org/"
 LABELS = ["politics", "sport", "tech"]

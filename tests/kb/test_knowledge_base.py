@@ -154,8 +154,8 @@ def test_pickled_arrays_are_refused(kb: KnowledgeBase, tmp_path: Path) -> None:
         KnowledgeBase.from_disk(tmp_path / "kb")
 
 
-def test_from_rdf_classmethod(fixtures_dir: Path) -> None:
-    kb = KnowledgeBase.from_rdf([fixtures_dir / "kb_small.nt"], languages=["en"])
+def test_compile_kb_in_memory(fixtures_dir: Path) -> None:
+    kb = compile_kb([fixtures_dir / "kb_small.nt"], languages=["en"])
     assert kb.n_entities == 10 and kb.meta["format_version"] == storage.FORMAT_VERSION
 
 
@@ -196,8 +196,6 @@ def test_graph_features_of_an_empty_graph() -> None:
 
 
 def test_lookup_and_entity(tmp_path):
-    from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
-
     ttl = tmp_path / "g.ttl"
     ttl.write_text(
         "@prefix ex: <http://example.org/> .\n"
@@ -207,7 +205,7 @@ def test_lookup_and_entity(tmp_path):
         'ex:labour rdfs:label "Labour Party"@en .\n',
         encoding="utf8",
     )
-    kb = KnowledgeBase.from_rdf([ttl])
+    kb = compile_kb([ttl])
     (hit,) = kb.lookup("tony  BLAIR")
     assert hit["iri"] == "http://example.org/blair" and hit["prior"] == 1.0
     assert set(hit["all_types"]) == {"http://example.org/Politician", "http://example.org/Person"}

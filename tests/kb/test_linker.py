@@ -9,9 +9,9 @@ import pytest
 import spacy
 
 from spacy_sparse_expert.kb.compile import import_rdf
-from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
+from spacy_sparse_expert.features.features import KnowledgeFeaturizer
 from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
-from spacy_sparse_expert.kb.linker import AliasLinker, LinkerConfig, get_linker
+from spacy_sparse_expert.features.linker import AliasLinker, LinkerConfig, get_linker
 
 EX = "http://example.org/"
 

@@ -9,9 +9,9 @@ import pytest
 from spacy.matcher import Matcher
 
 from spacy_sparse_expert.errors import SparseExpertError
-from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
-from spacy_sparse_expert.kb.rule_matcher import RuleMatcher, csr_gather
-from spacy_sparse_expert.kb.rules import RuleSet
+from spacy_sparse_expert.features.features import KnowledgeFeaturizer
+from spacy_sparse_expert.features.rule_matcher import RuleMatcher, csr_gather
+from spacy_sparse_expert.rules.rules import RuleSet
 
 EX = "http://example.org/"
 

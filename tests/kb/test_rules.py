@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from spacy_sparse_expert.errors import RuleFileError
-from spacy_sparse_expert.kb.rules import (
+from spacy_sparse_expert.rules.rules import (
     RULE_KINDS,
     Rule,
     RuleProblem,
@@ -178,18 +178,16 @@ def test_kb_checks_type_and_predicate_iris(fixtures_dir: Path, tiny_kb: object) 
 
 
 class _FakeKB:
-    """A KB that answers through type_id / predicate_id (None or KeyError for unknown)."""
+    """The two lookups rules ask of a KB (KBLike, as KnowledgeBase has them): id or None."""
 
-    def type_id(self, iri: str) -> int | None:
+    def get_type_id(self, iri: str) -> int | None:
         return 0 if iri == "http://x/type" else None
 
-    def predicate_id(self, iri: str) -> int:
-        if iri != "http://x/pred":
-            raise KeyError(iri)
-        return 3
+    def get_predicate_id(self, iri: str) -> int | None:
+        return 3 if iri == "http://x/pred" else None
 
 
-def test_kb_lookup_through_type_id_and_predicate_id() -> None:
+def test_kb_lookup_through_get_type_id_and_get_predicate_id() -> None:
     kb = _FakeKB()
     assert problems_of('{"id": "a", "kb_type": "http://x/type"}', kb=kb) == []
     assert problems_of('{"id": "a", "kb_relation": "http://x/pred"}', kb=kb) == []

@@ -21,13 +21,13 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc
 
 from spacy_sparse_expert.errors import SparseExpertError
-from spacy_sparse_expert.kb.bounded_patterns import BoundedPatterns, leftmost_longest, unbounded_reason
+from spacy_sparse_expert.features.bounded_patterns import BoundedPatterns, leftmost_longest, unbounded_reason
 from spacy_sparse_expert.kb.compile import import_rdf
-from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
+from spacy_sparse_expert.features.features import KnowledgeFeaturizer
 from spacy_sparse_expert.kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, superclass_closure
-from spacy_sparse_expert.kb.rule_matcher import RuleMatcher
-from spacy_sparse_expert.kb.rule_validation import check_rules
-from spacy_sparse_expert.kb.rules import RuleSet
+from spacy_sparse_expert.features.rule_matcher import RuleMatcher
+from spacy_sparse_expert.rules.rule_validation import check_rules
+from spacy_sparse_expert.rules.rules import RuleSet
 
 EX = "http://example.org/"
 SUB = "<http://www.w3.org/2000/01/rdf-schema#subClassOf>"

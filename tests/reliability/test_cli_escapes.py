@@ -17,13 +17,13 @@ import spacy
 from rich.console import Console
 from typer.testing import CliRunner, Result
 
+from spacy_sparse_expert.kb.compile import compile_kb
 from spacy_sparse_expert.cli._text import safe_json, safe_text
 from spacy_sparse_expert.cli.distill import print_summary
 from spacy_sparse_expert.cli.main import app
 from spacy_sparse_expert.distill.evaluate import ModelStats
 from spacy_sparse_expert.distill.trainer import DistillResult, PruneReport
 from spacy_sparse_expert.kb.compile import import_rdf
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
 
 from ..distill.conftest import LABELS, TRAIN, UNLABELLED, make_docbin, student_config, train_teacher
 
@@ -212,7 +212,7 @@ def test_distill_summary_after_a_real_run(tmp_path: Path) -> None:
     """The summary table after a real (tiny) distillation (10 s): its title quotes the
     teacher and output paths; the report line quotes the report path."""
     kb = tmp_path / "kb"
-    KnowledgeBase.from_rdf([Path(__file__).parent.parent / "fixtures" / "component_kb.ttl"]).to_disk(kb)
+    compile_kb([Path(__file__).parent.parent / "fixtures" / "component_kb.ttl"]).to_disk(kb)
     teacher = train_teacher(tmp_path / "teacher\x1b]0;t\x07[bold]", kb, steps=2)
     train = make_docbin(spacy.blank("en"), tmp_path / "train.spacy", TRAIN, labels=LABELS)
     unlabelled = tmp_path / "u.jsonl"

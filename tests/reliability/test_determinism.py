@@ -9,8 +9,9 @@ import pytest
 import spacy
 from thinc.api import fix_random_seed
 
-from spacy_sparse_expert import KnowledgeBase
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.kb.compile import compile_kb
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 from spacy_sparse_expert.ml.architectures import torch_module
 from spacy_sparse_expert.ml.wrapper import state_to_bytes
 
@@ -23,7 +24,7 @@ TEXTS = [text for text, _ in TRAIN_DATA] + EDGE_TEXTS
 @pytest.fixture(scope="module")
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("kb") / "kb"
-    KnowledgeBase.from_rdf([kb_path()]).to_disk(path)
+    compile_kb([kb_path()]).to_disk(path)
     return path
 
 

@@ -25,10 +25,12 @@ import spacy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spacy_sparse_expert.kb.compile import compile_kb
 from spacy_sparse_expert.errors import KBFormatError, RuleFileError
-from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
+from spacy_sparse_expert.features.features import KnowledgeFeaturizer
 from spacy_sparse_expert.kb.knowledge_base import ARRAY_DTYPES, KnowledgeBase
-from spacy_sparse_expert.kb.rules import MAX_RULE_SCORE, RuleSet, parse_rules
+from spacy_sparse_expert.rules.records import MAX_RULE_SCORE
+from spacy_sparse_expert.rules.rules import RuleSet, parse_rules
 
 from .conftest import FAST, assert_clean_failure, error_code, run_cli
 
@@ -42,7 +44,7 @@ BAD_FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "huge": 1e30,
 @pytest.fixture(scope="module")
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("kb") / "kb"
-    KnowledgeBase.from_rdf([FIXTURES / "kb_small.ttl"]).to_disk(path)
+    compile_kb([FIXTURES / "kb_small.ttl"]).to_disk(path)
     return path
 
 

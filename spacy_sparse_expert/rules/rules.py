@@ -22,146 +22,14 @@ instead of stopping at the first, so one run of ``sparse-expert rules check`` sh
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
 
 import msgpack
 
 from ..errors import Errors, RuleFileError
-
-RuleKind = Literal["phrase", "pattern", "kb_type", "kb_relation"]
-RULE_KINDS: tuple[RuleKind, ...] = ("phrase", "pattern", "kb_type", "kb_relation")
-OPTIONAL_FIELDS = ("weight", "labels", "experts", "case_sensitive", "comment")
-KNOWN_FIELDS = ("id", *RULE_KINDS, *OPTIONAL_FIELDS)
-
-BYTES_FORMAT = "spacy-sparse-expert.rules"
-BYTES_VERSION = 1
-
-# An absolute IRI: a scheme, a colon and no character that IRIs (and N-Triples) forbid.
-_IRI = re.compile(r'^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>"{}|^`\\]+$')
-_MAX_ID_LENGTH = 200
-_MAX_PROBLEMS_IN_MESSAGE = 20
-# Bound on |weight| and on |score| of every label and expert score. A hit adds
-# weight * score to float32 biases; with both <= 1e4 one hit adds at most 1e8, so even
-# 1e30 hits cannot overflow float32 (3.4e38) into inf and then NaN in doc.cats. A bias
-# of 1e4 already saturates any sigmoid or softmax, so no useful rule needs more.
-MAX_RULE_SCORE = 1e4
-
-
-class KBLike(Protocol):
-    """What validation needs from a KnowledgeBase: the id of a type or predicate IRI."""
-
-    def type_id(self, iri: str) -> Any: ...
-
-    def predicate_id(self, iri: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class RuleProblem:
-    """One reason a rule file line is invalid.
-
-    path (str): the file (or "<bytes>", "<string>").
-    line (int): 1-based line number in the file (record number for bytes).
-    field (str): the offending field, e.g. "weight", "labels.sport", "pattern[0].LOWER",
-        or "" when the line as a whole is wrong (invalid JSON, not an object).
-    message (str): what is wrong and, where it helps, what was expected.
-    """
-
-    path: str
-    line: int
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}"
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "line": self.line, "field": self.field, "message": self.message}
-
-
-@dataclass(frozen=True, eq=True)
-class Rule:
-    """A validated rule. Exactly one of phrase, pattern, kb_type, kb_relation is set.
-
-    id (str): unique name within its file; rule hits are reported under it.
-    phrase (str | list[str] | None): text(s) to match, token by token (lower-cased unless
-        case_sensitive). `phrases` always gives a tuple.
-    pattern (list[dict] | list[list[dict]] | None): one spaCy Matcher token pattern, or a
-        list of them. `patterns` always gives a tuple of patterns.
-    kb_type (str | None): type IRI; matches linked entities of that type (or a subtype).
-    kb_relation (str | None): predicate IRI; matches linked entities in such a triple.
-    weight (float): multiplies the label and expert scores of each hit.
-    labels (dict[str, float]): label -> score added to the document's label bias.
-    experts (dict[int, float]): expert index -> score added to the router logits (the file
-        may also give a list of indices, each scored 1.0).
-    case_sensitive (bool): match `phrase` on ORTH instead of LOWER.
-    comment (str): free text, ignored.
-    line (int): line in the source file (0 when built in code).
-    """
-
-    id: str
-    phrase: str | list[str] | None = None
-    pattern: list[dict[str, Any]] | list[list[dict[str, Any]]] | None = None
-    kb_type: str | None = None
-    kb_relation: str | None = None
-    weight: float = 1.0
-    labels: dict[str, float] = field(default_factory=dict)
-    experts: dict[int, float] = field(default_factory=dict)
-    case_sensitive: bool = False
-    comment: str = ""
-    line: int = field(default=0, compare=False)
-
-    __hash__ = None  # type: ignore[assignment]  # holds dicts
-
-    @property
-    def kind(self) -> RuleKind:
-        for kind in RULE_KINDS:
-            if getattr(self, kind) is not None:
-                return kind
-        raise ValueError(f"Rule {self.id!r} has no trigger (phrase, pattern, kb_type or kb_relation).")
-
-    @property
-    def trigger(self) -> Any:
-        """The value of the rule's one trigger field, as given in the file."""
-        return getattr(self, self.kind)
-
-    @property
-    def phrases(self) -> tuple[str, ...]:
-        """The phrase(s) of a phrase rule; () for other kinds."""
-        if self.phrase is None:
-            return ()
-        return (self.phrase,) if isinstance(self.phrase, str) else tuple(self.phrase)
-
-    @property
-    def patterns(self) -> tuple[list[dict[str, Any]], ...]:
-        """The token pattern(s) of a pattern rule; () for other kinds."""
-        if self.pattern is None:
-            return ()
-        if self.pattern and all(isinstance(p, list) for p in self.pattern):
-            return tuple(self.pattern)  # type: ignore[arg-type]
-        return (self.pattern,)  # type: ignore[return-value]
-
-    @property
-    def target(self) -> str | None:
-        """The IRI of a kb_type or kb_relation rule; None for other kinds."""
-        return self.kb_type if self.kb_type is not None else self.kb_relation
-
-    def to_dict(self) -> dict[str, Any]:
-        """The rule as a rule-file record (defaults left out, expert keys as strings)."""
-        data: dict[str, Any] = {"id": self.id, self.kind: self.trigger, "weight": self.weight}
-        if self.labels:
-            data["labels"] = dict(self.labels)
-        if self.experts:
-            data["experts"] = {str(k): v for k, v in sorted(self.experts.items())}
-        if self.case_sensitive:
-            data["case_sensitive"] = True
-        if self.comment:
-            data["comment"] = self.comment
-        return data
+from .records import BYTES_FORMAT, BYTES_VERSION, RULE_KINDS, KBLike, Rule, RuleKind, RuleProblem
+from .rule_validation import check_rules, parse_rules, raise_if_problems, read_rule_lines, validate_record
 
 
 class RuleSet:
@@ -195,7 +63,7 @@ class RuleSet:
         """
         path = Path(path)
         rules, problems = parse_rules(read_rule_lines(path), source=str(path), kb=kb, labels=labels)
-        _raise_if_problems(problems, str(path))
+        raise_if_problems(problems, str(path))
         return cls(rules, source=str(path))
 
     @classmethod
@@ -203,7 +71,7 @@ class RuleSet:
                    labels: Sequence[str] | None = None) -> RuleSet:
         """Validate rules given as JSONL text. Raises RuleFileError (E020)."""
         rules, problems = parse_rules(text.splitlines(), source=source, kb=kb, labels=labels)
-        _raise_if_problems(problems, source)
+        raise_if_problems(problems, source)
         return cls(rules, source=source)
 
     # --- access ---------------------------------------------------------------------
@@ -299,10 +167,10 @@ class RuleSet:
         problems: list[RuleProblem] = []
         seen: dict[str, int] = {}
         for lineno, record in enumerate(records, start=1):
-            rule = _validate_record(record, where, lineno, seen, problems, kb=None, labels=None)
+            rule = validate_record(record, where, lineno, seen, problems, kb=None, labels=None)
             if rule is not None:
                 rules.append(rule)
-        _raise_if_problems(problems, where)
+        raise_if_problems(problems, where)
         return cls(rules, source=source)
 
     def to_disk(self, path: str | Path) -> None:
@@ -313,18 +181,6 @@ class RuleSet:
     def from_disk(cls, path: str | Path, *, kb: KBLike | None = None) -> RuleSet:
         return cls.from_file(path, kb=kb)
 
-
-# --- validation -------------------------------------------------------------------------
-
-
-# Validation lives in its own module; re-exported here as part of the rules API.
-from .rule_validation import (  # noqa: E402
-    _raise_if_problems,
-    _validate_record,
-    check_rules,
-    parse_rules,
-    read_rule_lines,
-)
 
 __all__ = ["KBLike", "Rule", "RuleProblem", "RuleSet", "RULE_KINDS", "check_rules", "parse_rules",
            "read_rule_lines"]

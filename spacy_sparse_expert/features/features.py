@@ -24,14 +24,14 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from .annotations import DEFAULT_LABEL, DocAnnotations, LinkRecord, RuleHit, register_extensions, write_annotations
-from .graph_features import sorted_unique
-from .hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
-from .linker import AliasLinker, LinkerConfig, LinkResult, entity_arrays, get_linker
+from ..kb.graph_features import sorted_unique
+from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
+from .linker import AliasLinker, LinkerConfig, LinkResult, blank_tokenizer, get_linker
 from .rule_matcher import RuleHits, RuleMatcher, csr_gather
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .knowledge_base import KnowledgeBase
-    from .rules import RuleSet
+    from ..kb.knowledge_base import KnowledgeBase
+    from ..rules.rules import RuleSet
 
 FLAG_NAMES: Tuple[str, ...] = ("flag:linked", "flag:link_begin", "flag:ambiguous", "flag:lowercase_link", "flag:rule")
 N_FLAGS = len(FLAG_NAMES)
@@ -96,15 +96,20 @@ class KnowledgeFeaturizer:
         self.n_types = kb.n_types if kb is not None else 0
         self.n_predicates = kb.n_predicates if kb is not None else 0
         self.n_features = kb.n_features if kb is not None else 0
-        self.linker: Optional[AliasLinker] = get_linker(vocab, kb, linker_config) if kb is not None else None
+        has_rules = rules is not None and len(rules) > 0
+        # one blank tokenizer for alias and phrase patterns (making one costs ~0.1 s)
+        make_doc = blank_tokenizer(vocab) if has_rules or kb is not None else None
+        self.linker: Optional[AliasLinker] = (
+            get_linker(vocab, kb, linker_config, make_doc=make_doc) if kb is not None else None
+        )
         self.rule_matcher: Optional[RuleMatcher] = (
-            RuleMatcher(vocab, rules, kb, labels=self.labels, n_experts=self.n_experts)
-            if rules is not None and len(rules) > 0 else None
+            RuleMatcher(vocab, rules, kb, labels=self.labels, n_experts=self.n_experts, make_doc=make_doc)
+            if has_rules else None
         )
         self.n_rules = len(self.rule_matcher) if self.rule_matcher is not None else 0
         self._rule_offset = self.n_types + self.n_predicates
         self._flag_offset = self._rule_offset + self.n_rules
-        self._arrays = entity_arrays(kb) if kb is not None else None
+        self._arrays = kb.entity_arrays if kb is not None else None
         # cut once here, so each doc gathers at most max_types_per_entity types per span
         a = self._arrays
         self._types_indptr, self._types = first_per_row(

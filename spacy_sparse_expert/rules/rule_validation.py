@@ -15,9 +15,13 @@ from typing import Any
 
 from ..errors import Errors, RuleFileError, SparseExpertError, Warnings
 from ..jsonl import SKIP, JSONLineError, check_input_file, decode_json_line
-from .rules import KBLike, RuleProblem, Rule, RULE_KINDS, KNOWN_FIELDS, _IRI, _MAX_ID_LENGTH, _MAX_PROBLEMS_IN_MESSAGE
+from .pattern_bounds import DEFAULT_MAX_MATCH_LENGTH, unbounded_reason
+from .records import IRI_PATTERN, KNOWN_FIELDS, MAX_ID_LENGTH, MAX_RULE_SCORE, RULE_KINDS, KBLike, Rule, RuleProblem
 from .rule_labels import close_label
-from .rules import MAX_RULE_SCORE
+
+# Problems beyond this many are counted, not listed, in the RuleFileError message.
+MAX_PROBLEMS_IN_MESSAGE = 20
+
 
 def check_rules(path: str | Path, *, kb: KBLike | None = None,
                 labels: Sequence[str] | None = None) -> list[RuleProblem]:
@@ -47,8 +51,6 @@ def unbounded_pattern_warnings(rules: Iterable[Rule], *, source: str) -> list[st
     source (str): the file, for the messages.
     RETURNS (list[str]): the messages, in rule order.
     """
-    from .bounded_patterns import DEFAULT_MAX_MATCH_LENGTH, unbounded_reason
-
     out: list[str] = []
     for rule in rules:
         if rule.kind != "pattern":
@@ -77,13 +79,13 @@ def parse_rules(lines: Iterable[str | bytes], *, source: str = "<string>", kb: K
             continue
         if record is SKIP:
             continue
-        rule = _validate_record(record, source, lineno, seen, problems, kb=kb, labels=labels)
+        rule = validate_record(record, source, lineno, seen, problems, kb=kb, labels=labels)
         if rule is not None:
             rules.append(rule)
     return rules, problems
 
 
-def _validate_record(record: Any, source: str, lineno: int, seen: dict[str, int],
+def validate_record(record: Any, source: str, lineno: int, seen: dict[str, int],
                      problems: list[RuleProblem], *, kb: KBLike | None,
                      labels: Sequence[str] | None) -> Rule | None:
     """Check one decoded record; append its problems; return the Rule if it has none."""
@@ -106,8 +108,8 @@ def _validate_record(record: Any, source: str, lineno: int, seen: dict[str, int]
     elif not isinstance(rule_id, str) or not rule_id.strip():
         problem("id", f"must be a non-empty string, got {_show(rule_id)}")
         rule_id = None
-    elif rule_id != rule_id.strip() or len(rule_id) > _MAX_ID_LENGTH:
-        problem("id", f"must have no surrounding whitespace and at most {_MAX_ID_LENGTH} characters")
+    elif rule_id != rule_id.strip() or len(rule_id) > MAX_ID_LENGTH:
+        problem("id", f"must have no surrounding whitespace and at most {MAX_ID_LENGTH} characters")
         rule_id = None
     elif rule_id in seen:
         problem("id", f"duplicate id {rule_id!r}; first used on line {seen[rule_id]}")
@@ -228,7 +230,7 @@ def _vocab() -> Any:
 
 
 def _check_iri(value: Any, name: str, what: str, kb: KBLike | None, problem: Any) -> None:
-    if not isinstance(value, str) or not _IRI.match(value):
+    if not isinstance(value, str) or not IRI_PATTERN.match(value):
         problem(name, f"must be an absolute {what} IRI such as https://example.org/{what}/x "
                 f"(no spaces or <>), got {_show(value)}")
         return
@@ -240,26 +242,10 @@ def _check_iri(value: Any, name: str, what: str, kb: KBLike | None, problem: Any
         problem(name, f"{what} IRI <{value}> is not in the knowledge base; {what}s are {hint}")
 
 
-def _kb_has(kb: Any, what: str, iri: str) -> bool:
-    """Whether `kb` knows this type / predicate IRI: through kb.type_id / kb.predicate_id,
-    or, for a KnowledgeBase without them, membership in kb.types / kb.predicates."""
-    lookup = getattr(kb, "type_id" if what == "type" else "predicate_id", None)
-    if lookup is None:
-        iris = getattr(kb, "types" if what == "type" else "predicates")
-        cache_name = "_sse_rules_" + what + "_set"
-        known = getattr(kb, cache_name, None)
-        if known is None:
-            known = frozenset(iris)
-            try:
-                setattr(kb, cache_name, known)
-            except AttributeError:  # pragma: no cover - objects without __dict__
-                pass
-        return iri in known
-    try:
-        found = lookup(iri)
-    except (KeyError, ValueError, IndexError):
-        return False
-    return found is not None and not (isinstance(found, int) and found < 0)
+def _kb_has(kb: KBLike, what: str, iri: str) -> bool:
+    """Whether `kb` knows this type / predicate IRI."""
+    found = kb.get_type_id(iri) if what == "type" else kb.get_predicate_id(iri)
+    return found is not None
 
 
 def _check_scores(value: Any, name: str, problem: Any, *,
@@ -336,12 +322,12 @@ def read_rule_lines(path: str | Path) -> list[bytes]:
         raise RuleFileError(Errors.E013.format(path=path, reason=err.strerror or err)) from None
 
 
-def _raise_if_problems(problems: list[RuleProblem], path: str) -> None:
+def raise_if_problems(problems: list[RuleProblem], path: str) -> None:
     if not problems:
         return
-    shown = [f"  {p}" for p in problems[:_MAX_PROBLEMS_IN_MESSAGE]]
-    if len(problems) > _MAX_PROBLEMS_IN_MESSAGE:
-        shown.append(f"  ... and {len(problems) - _MAX_PROBLEMS_IN_MESSAGE} more")
+    shown = [f"  {p}" for p in problems[:MAX_PROBLEMS_IN_MESSAGE]]
+    if len(problems) > MAX_PROBLEMS_IN_MESSAGE:
+        shown.append(f"  ... and {len(problems) - MAX_PROBLEMS_IN_MESSAGE} more")
     lines = len({p.line for p in problems})
     raise RuleFileError(Errors.E020.format(path=path, count=lines, problems="\n".join(shown)), problems)
 
@@ -384,4 +370,5 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-__all__ = ["check_rules", "parse_rules", "read_rule_lines", "unbounded_pattern_warnings"]
+__all__ = ["MAX_PROBLEMS_IN_MESSAGE", "check_rules", "parse_rules", "raise_if_problems", "read_rule_lines",
+           "unbounded_pattern_warnings", "validate_record"]

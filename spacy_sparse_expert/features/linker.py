@@ -7,7 +7,6 @@ trained model. The matcher is built once per (KB, vocab) and reused for every do
 """
 from __future__ import annotations
 
-import weakref
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple
@@ -18,11 +17,11 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from .hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY
-from .knowledge_base import normalize_alias
+from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY
+from ..kb.knowledge_base import normalize_alias
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .knowledge_base import KnowledgeBase
+    from ..kb.knowledge_base import KnowledgeBase
 
 # How a mention is written decides which candidates it may refer to (see candidates()).
 CASE_LOWER, CASE_NAME, CASE_ANY = 0, 1, 2
@@ -110,71 +109,6 @@ def alias_table(kb: "KnowledgeBase") -> AliasTable:
     )
 
 
-@dataclass
-class EntityArrays:
-    """Per-entity CSR arrays the featurizer and linker need, derived once per KB.
-
-    types: type ids incl. superclasses (the KB stores the closure); predicates: the
-    distinct predicates of an entity's outgoing relations.
-    """
-
-    types_indptr: np.ndarray        # int64 (n_entities + 1,)
-    types: np.ndarray               # int64
-    preds_indptr: np.ndarray        # int64 (n_entities + 1,)
-    preds: np.ndarray               # int64
-    features: np.ndarray            # float32 (n_entities, n_features) in [0, 1]
-    type_index: Dict[str, int]
-    predicate_index: Dict[str, int]
-    type_idf: np.ndarray            # float32 (n_types,) log((1 + n_entities) / (1 + df))
-    pred_idf: np.ndarray            # float32 (n_predicates,)
-    nbr_indptr: np.ndarray          # int64 (n_entities + 1,) neighbours in either direction
-    nbrs: np.ndarray                # int64
-
-
-_ENTITY_ARRAYS: "weakref.WeakKeyDictionary[object, EntityArrays]" = weakref.WeakKeyDictionary()
-
-
-def entity_arrays(kb: "KnowledgeBase") -> EntityArrays:
-    """The (memoised) EntityArrays of `kb`."""
-    got = _ENTITY_ARRAYS.get(kb)
-    if got is not None:
-        return got
-    n_ent = kb.n_entities
-    rel_indptr = np.asarray(kb.array("relation_indptr"), dtype=np.int64)
-    rel_pred = np.asarray(kb.array("relation_predicates"), dtype=np.int64)
-    subj = np.repeat(np.arange(n_ent, dtype=np.int64), np.diff(rel_indptr))
-    n_pred = max(kb.n_predicates, 1)
-    keys = np.unique(subj * n_pred + rel_pred)
-    preds_indptr = np.zeros(n_ent + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys // n_pred, minlength=n_ent), out=preds_indptr[1:])
-    preds = keys % n_pred
-    types = np.asarray(kb.array("type_ids"), dtype=np.int64)
-    obj = np.asarray(kb.array("relation_objects"), dtype=np.int64)
-    pairs = np.unique(np.concatenate([subj * n_ent + obj, obj * n_ent + subj]))
-    nbr_indptr = np.zeros(n_ent + 1, dtype=np.int64)
-    np.cumsum(np.bincount(pairs // max(n_ent, 1), minlength=n_ent), out=nbr_indptr[1:])
-
-    def idf(ids: np.ndarray, n: int) -> np.ndarray:
-        df = np.bincount(ids, minlength=n).astype(np.float64)
-        return np.log((1.0 + n_ent) / (1.0 + df)).astype(np.float32)
-
-    got = EntityArrays(
-        np.asarray(kb.array("type_indptr"), dtype=np.int64),
-        types,
-        preds_indptr,
-        preds,
-        np.asarray(kb.feature_matrix, dtype=np.float32),
-        {iri: i for i, iri in enumerate(kb.types)},
-        {iri: i for i, iri in enumerate(kb.predicates)},
-        idf(types, kb.n_types),
-        idf(preds, kb.n_predicates),
-        nbr_indptr,
-        pairs % max(n_ent, 1),
-    )
-    _ENTITY_ARRAYS[kb] = got
-    return got
-
-
 def _stop_words(vocab: Vocab) -> frozenset:
     try:
         from spacy.util import get_lang_class
@@ -210,7 +144,7 @@ class AliasLinker:
         table = alias_table(kb)
         self.table = table
         stop = _stop_words(vocab)
-        tokenizer = tokenizer_for(vocab) if make_doc is None else None
+        make_doc = blank_tokenizer(vocab) if make_doc is None else make_doc
         keep: List[int] = []
         for i, text in enumerate(table.texts):
             norm = text.strip().lower()
@@ -218,9 +152,7 @@ class AliasLinker:
                 continue
             keep.append(i)
         texts = [table.texts[i] for i in keep]
-        docs: Iterable[Doc] = (
-            tokenizer.pipe(texts) if tokenizer is not None else map(make_doc, texts)  # type: ignore[arg-type]
-        )
+        docs: Iterable[Doc] = map(make_doc, texts)
         self.matcher = PhraseMatcher(vocab, attr="LOWER")
         patterns: List[Doc] = []
         # tuple of LOWER hashes of the alias tokens -> alias rows (several KB spellings
@@ -240,7 +172,7 @@ class AliasLinker:
             self.matcher.add("KB_ALIAS", patterns)
         self._lowercase_alias = np.array([t == t.lower() for t in table.texts], dtype=bool)
         self._cands: Dict[Tuple[Tuple[int, ...], int], Tuple[np.ndarray, np.ndarray]] = {}
-        self._arrays = entity_arrays(kb)
+        self._arrays = kb.entity_arrays
         self._sig_cache: Dict[int, Dict[int, float]] = {}
         self._titles = {vocab.strings.add(t.lower()) for t in self.cfg.titles}
         self._sent_break_arr = np.array(sorted(vocab.strings.add(x) for x in _SENT_BREAK), dtype=np.uint64)
@@ -480,47 +412,22 @@ def _longest_first(mentions: List[Tuple]) -> List[Tuple]:
     return out
 
 
-_TOKENIZERS: Dict[int, Tuple[Vocab, Callable[[str], Doc]]] = {}
-
-
-def tokenizer_for(vocab: Vocab):
-    """A blank tokenizer of `vocab.lang` sharing `vocab`, for alias and phrase patterns
-    (memoised: making a blank Language per call costs ~0.5 s)."""
-    got = _TOKENIZERS.get(id(vocab))
-    if got is not None and got[0] is vocab:
-        return got[1]
+def blank_tokenizer(vocab: Vocab) -> Callable[[str], Doc]:
+    """A blank tokenizer of `vocab.lang` sharing `vocab`, for alias and phrase patterns.
+    It costs ~0.1 s, so a featurizer makes one and hands it to its linker and rule matcher."""
     import spacy
 
-    tokenizer = spacy.blank(vocab.lang or "en", vocab=vocab).tokenizer
-    if len(_TOKENIZERS) >= 8:  # keeps vocabs alive: hold only the latest few
-        _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
-    _TOKENIZERS[id(vocab)] = (vocab, tokenizer)
-    return tokenizer
+    return spacy.blank(vocab.lang or "en", vocab=vocab).tokenizer
 
 
-# One linker per (KB, vocab): building the PhraseMatcher for ~30k aliases is the costly
-# part and both the component and the CLI may ask for the same pair many times.
-_LINKERS: "weakref.WeakKeyDictionary[object, Dict[int, Tuple[Vocab, LinkerConfig, AliasLinker]]]" = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def get_linker(vocab: Vocab, kb: "KnowledgeBase", config: Optional[LinkerConfig] = None) -> AliasLinker:
-    """The memoised AliasLinker for (kb, vocab, config)."""
+def get_linker(vocab: Vocab, kb: "KnowledgeBase", config: Optional[LinkerConfig] = None, *,
+               make_doc: Optional[Callable[[str], Doc]] = None) -> AliasLinker:
+    """The AliasLinker for (kb, vocab, config), built once per KB: building the
+    PhraseMatcher for ~30k aliases is the costly part, and every component and command
+    that links with the same KB and vocab can share it (it is read-only once built).
+    make_doc (Optional[Callable[[str], Doc]]): tokenizer for a newly built linker."""
     config = config or LinkerConfig()
-    try:
-        per_kb = _LINKERS.setdefault(kb, {})
-    except TypeError:  # KB type without weakref support: no memo
-        return AliasLinker(vocab, kb, config=config)
-    got = per_kb.get(id(vocab))
-    if got is not None and got[0] is vocab and got[1] == config:
-        return got[2]
-    linker = AliasLinker(vocab, kb, config=config)
-    per_kb[id(vocab)] = (vocab, config, linker)
-    return linker
+    return kb.derived(("alias_linker", vocab, config), lambda: AliasLinker(vocab, kb, make_doc=make_doc, config=config))
 
 
-__all__ = [
-    "AliasLinker", "AliasTable", "EntityArrays", "LinkerConfig", "LinkResult", "alias_table", "entity_arrays",
-    "get_linker", "tokenizer_for",
-]
+__all__ = ["AliasLinker", "AliasTable", "LinkerConfig", "LinkResult", "alias_table", "blank_tokenizer", "get_linker"]

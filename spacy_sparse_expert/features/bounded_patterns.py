@@ -16,8 +16,7 @@ one (10,000 tokens: 6.6 s). Such patterns are matched here instead:
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple
 
 import numpy as np
 from spacy.attrs import ORTH
@@ -25,18 +24,12 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-# A match is cut at this many tokens: a title-case run or a list of names is rarely longer,
-# and it bounds the work per start position.
-DEFAULT_MAX_MATCH_LENGTH = 32
-# Patterns with more optional steps than this (each `?` is one, `{n,m}` is m - n) leave
-# spaCy's Matcher: its cost grows steeply with them (10,000 tokens: {1,4} 0.3 s, {1,8}
-# 1.5 s, {1,10} 6.6 s).
-MAX_OPTIONAL_STEPS = 4
+from ..rules.pattern_bounds import OP_RANGE, DEFAULT_MAX_MATCH_LENGTH, MAX_OPTIONAL_STEPS, unbounded_reason
+
 # Hits of one rule in one doc beyond this are dropped (the first ones in doc order stay).
 DEFAULT_MAX_MATCHES_PER_RULE = 10_000
 
 ONE, OPTIONAL, STAR, NOT = 0, 1, 2, 3  # step kinds: one token, zero or one, any number, one not
-_RANGE = re.compile(r"^\{(\d*)(,?)(\d*)\}$")
 # Attributes of the lexeme (the same for every token of a word): their tests are run once
 # per distinct word. NORM, POS, LEMMA, SENT_START, SPACY ... can differ between tokens.
 _LEXEME_ATTRS = frozenset({
@@ -44,29 +37,6 @@ _LEXEME_ATTRS = frozenset({
     "IS_LOWER", "IS_UPPER", "IS_TITLE", "IS_PUNCT", "IS_SPACE", "IS_STOP", "IS_BRACKET", "IS_QUOTE",
     "IS_LEFT_PUNCT", "IS_RIGHT_PUNCT", "IS_CURRENCY", "LIKE_NUM", "LIKE_URL", "LIKE_EMAIL", "IS_OOV",
 })
-
-
-def unbounded_reason(pattern: Sequence[Any], *, max_optional: int = MAX_OPTIONAL_STEPS) -> Optional[str]:
-    """Why spaCy's Matcher would do unbounded work on `pattern`, or None if it would not.
-
-    RETURNS (Optional[str]): e.g. 'token 0 has OP "+"', or None.
-    """
-    optional = 0
-    for i, spec in enumerate(pattern):
-        op = spec.get("OP") if isinstance(spec, dict) else None
-        if op in ("+", "*"):
-            return f'token {i} has OP "{op}" (no upper bound)'
-        if op == "?":
-            optional += 1
-        elif isinstance(op, str) and (m := _RANGE.match(op)):
-            low, comma, high = m.groups()
-            if comma and not high:
-                return f'token {i} has OP "{op}" (no upper bound)'
-            if comma:
-                optional += int(high) - int(low or 0)
-    if optional > max_optional:
-        return f"{optional} optional tokens (? or {{n,m}}), more than {max_optional}"
-    return None
 
 
 class BoundedPatterns:
@@ -199,7 +169,7 @@ def _steps(op: Any, cap: int) -> List[int]:
     fixed = {"?": [OPTIONAL], "*": [STAR], "+": [ONE, STAR], "!": [NOT]}
     if op in fixed:
         return fixed[op]
-    m = _RANGE.match(str(op))
+    m = OP_RANGE.match(str(op))
     if m is None:
         raise ValueError(f"unknown OP {op!r}")
     low_s, comma, high_s = m.groups()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from spacy.attrs import (
@@ -28,11 +28,11 @@ from ..errors import Errors, SparseExpertError, Warnings
 from .bounded_patterns import (
     DEFAULT_MAX_MATCH_LENGTH, DEFAULT_MAX_MATCHES_PER_RULE, WholeDocMatcher, cap_per_key, unbounded_reason,
 )
-from .linker import entity_arrays, tokenizer_for
+from .linker import blank_tokenizer
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .knowledge_base import KnowledgeBase
-    from .rules import Rule, RuleSet
+    from ..kb.knowledge_base import KnowledgeBase
+    from ..rules.rules import Rule, RuleSet
 
 PHRASE, PATTERN, KB_TYPE, KB_RELATION = "phrase", "pattern", "kb_type", "kb_relation"
 
@@ -62,6 +62,8 @@ class RuleMatcher:
         range (see bounded_patterns.py); a longer run gives several matches.
     max_matches_per_rule (int): hits of one rule in one doc beyond this are dropped (the
         first ones in doc order stay; warning W021).
+    make_doc (Optional[Callable[[str], Doc]]): tokenizer for phrase patterns; by default a
+        blank tokenizer of `vocab.lang` sharing `vocab`.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class RuleMatcher:
         n_experts: int,
         max_match_length: int = DEFAULT_MAX_MATCH_LENGTH,
         max_matches_per_rule: int = DEFAULT_MAX_MATCHES_PER_RULE,
+        make_doc: Optional[Callable[[str], Doc]] = None,
     ) -> None:
         for name, value in (("max_match_length", max_match_length), ("max_matches_per_rule", max_matches_per_rule)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -94,9 +97,9 @@ class RuleMatcher:
         self._key2row: Dict[int, int] = {}
         self._strings = vocab.strings
         self._warned: Set[int] = set()  # rules W021 was raised for
-        make_doc = tokenizer_for(vocab)
-        n_types = _count(kb, "n_types")
-        n_preds = _count(kb, "n_predicates")
+        make_doc = blank_tokenizer(vocab) if make_doc is None else make_doc
+        n_types = kb.n_types if kb is not None else 0
+        n_preds = kb.n_predicates if kb is not None else 0
         # kb_type / kb_relation rules as sparse (n_types, n_rules) / (n_preds, n_rules)
         # incidence lists, folded into an entity -> rules CSR below
         type_rule: List[Tuple[int, int]] = []
@@ -116,7 +119,7 @@ class RuleMatcher:
             kind = rule.kind
             if kind == PHRASE:
                 pm = self.phrase_matcher_cased if rule.case_sensitive else self.phrase_matcher
-                pm.add(key, list(make_doc.pipe(list(rule.phrases))))
+                pm.add(key, [make_doc(text) for text in rule.phrases])
             elif kind == PATTERN:
                 whole, windowed = [], []
                 for pattern in rule.patterns:
@@ -132,11 +135,11 @@ class RuleMatcher:
                 if windowed:
                     self.window_matcher.add(key, windowed)
             elif kind == KB_TYPE and kb is not None:
-                t = entity_arrays(kb).type_index.get(rule.target)
+                t = kb.get_type_id(rule.target)
                 if t is not None:  # a type this KB lacks: the rule cannot fire
                     type_rule.append((t, row))
             elif kind == KB_RELATION and kb is not None:
-                p = entity_arrays(kb).predicate_index.get(rule.target)
+                p = kb.get_predicate_id(rule.target)
                 if p is not None:
                     pred_rule.append((p, row))
         self.n_rules = n
@@ -347,8 +350,8 @@ def _entity_rules(
         c = np.array([p[1] for p in pairs], dtype=np.int64)
         return sp.csr_matrix((data, (r, c)), shape=(max(n_rows, 1), n_rules))
 
-    n_ent = _count(kb, "n_entities")
-    arrays = entity_arrays(kb)
+    n_ent = kb.n_entities
+    arrays = kb.entity_arrays
     ti, tx = arrays.types_indptr, arrays.types
     pi, px = arrays.preds_indptr, arrays.preds
     et = sp.csr_matrix((np.ones(len(tx), dtype=np.float32), tx, ti), shape=(n_ent, max(n_types, 1)))
@@ -357,10 +360,6 @@ def _entity_rules(
     m.sum_duplicates()
     m.sort_indices()
     return np.asarray(m.indptr, dtype=np.int64), np.asarray(m.indices, dtype=np.int64)
-
-
-def _count(kb: Optional["KnowledgeBase"], name: str) -> int:
-    return 0 if kb is None else int(getattr(kb, name))
 
 
 def _empty_hits() -> RuleHits:

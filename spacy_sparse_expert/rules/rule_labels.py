@@ -10,10 +10,13 @@ from __future__ import annotations
 import difflib
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import Warnings
-from .rules import Rule, RuleSet
+from .records import Rule
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .rules import RuleSet
 
 _MAX_SHOWN = 10
 
