@@ -210,7 +210,14 @@ class Errors(metaclass=ErrorsWithCodes):
 
     # --- E150-E159: package layout, KB views and the CLI ---------------------------
     # --- E160-E169: the classifier's output contract and the component -----------
+    E160 = ("build_inputs got knowledge for {n_knowledge} docs but {n_docs} docs: give one DocKnowledge per "
+            "doc, in the docs' order (or knowledge=None to compute it with the model's featurizer).")
+    E161 = ("Cannot explain a prediction of the component {name!r}: it has no knowledge featurizer, so it was "
+            "never initialized. Call nlp.initialize(), or load a trained pipeline with spacy.load().")
     # --- E170-E179: distillation as a user of ml/ ----------------------------------
+    E170 = ("The shipped student config {path} (package data of spacy_sparse_expert.distill) cannot be "
+            "read: {reason}. Reinstall spacy-sparse-expert so that the file is installed, or pass a "
+            "student config with --config FILE.cfg.")
 
 class SparseExpertError(ValueError):
     """Base class of the errors this package raises for bad input."""

@@ -4,14 +4,19 @@
 
 The torch module is built in the model's ``init``: its shapes depend on the labels
 and on the knowledge id space, known only once the component has its KB and rules.
-The component puts these into ``model.attrs`` and sets ``nO`` before initializing.
+The component gives these with :func:`set_knowledge` and sets ``nO`` before
+initializing.
+
+The MoETextCat model is ``docs -> inputs (inputs.py) -> torch classifier (logits,
+aux losses, routing, contributions) -> label activation``; it returns a
+:class:`~.output.TextCatOutput` and its backprop takes ``(d_scores, d_aux)``.
 """
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,12 +24,14 @@ import torch
 from spacy.attrs import IDS as ATTR_IDS
 from spacy.tokens import Doc
 from thinc.api import Model
-from thinc.types import Floats2d
+from thinc.types import Floats1d, Floats2d
 from torch import nn
 
 from ..errors import Errors
 from ..registry import encoders, registry
-from .featurize import HashFeaturizer, PieceFeaturizer, bow_doc_freq, featurize_batch
+from .featurize import HashFeaturizer, PieceFeaturizer, bow_doc_freq
+from .inputs import build_inputs
+from .output import LabelActivation, TextCatOutput
 from .settings import (LIMITS, MAX_BOW_SCALE, MAX_CAPACITY_FACTOR, BoolSetting, FloatSetting, IntSetting,
                        ModelSettingError, Setting, check_bool, check_budget, check_choice, check_float, check_int,
                        check_list)
@@ -32,6 +39,9 @@ from .shapes import ClassifierParts, build_classifier, explain_mismatch, meta_cl
 from .torch.encoder import HashEncoder, TransformerEncoder
 from .torch.pooling import POOLINGS
 from .wrapper import TorchClassifier, get_torch_module, set_torch_module, state_from_bytes, state_from_file
+
+if TYPE_CHECKING:  # the features side is not imported at run time: ml/ sits below it
+    from ..features.features import KnowledgeFeaturizer
 
 _HASH_ENCODER = "spacy-sparse-expert.HashEncoder.v1"
 _TRANSFORMER_ENCODER = "spacy-sparse-expert.TransformerEncoder.v1"
@@ -178,8 +188,9 @@ def build_moe_textcat_v1(
     knowledge_bow: BoolSetting = False,
     dropout: FloatSetting = 0.1,
     nO: Optional[int] = None,
-) -> Model[List[Doc], Floats2d]:
-    """Knowledge-biased sparse MoE text classifier: Docs -> (n_docs, n_labels) scores.
+) -> Model[List[Doc], TextCatOutput]:
+    """Knowledge-biased sparse MoE text classifier: Docs -> TextCatOutput, whose
+    ``scores`` are (n_docs, n_labels) probabilities.
 
     encoder (EncoderSpec): token encoder (spacy-sparse-expert.HashEncoder.v1, ...).
     exclusive_classes (bool): softmax (one label per doc) or independent sigmoids.
@@ -223,7 +234,7 @@ def build_moe_textcat_v1(
         "moe_textcat",
         _forward,
         init=_init,
-        layers=[TorchClassifier()],
+        layers=[TorchClassifier(), LabelActivation(settings["exclusive_classes"])],
         dims={"nO": nO},
         attrs={
             "build": build,
@@ -299,29 +310,34 @@ def load_weights(model: Model, data: Union[bytes, Path], source: str) -> None:
         state_from_bytes(module, data, source=source, explain=explain)
 
 
-def _forward(model: Model, docs: List[Doc], is_train: bool):
-    inputs = featurize_batch(
-        docs,
-        model.attrs["token_featurizer"],
-        model.attrs["knowledge_featurizer"],
-        bow_rows=model.attrs["bow_rows"],
-        ngram_size=model.attrs["ngram_size"],
-        n_dense=model.attrs["n_dense"],
-        n_experts=model.attrs["n_experts"],
-        n_labels=model.get_dim("nO"),
-    )
-    torch_layer = model.layers[0]
+def set_knowledge(model: Model, featurizer: Optional["KnowledgeFeaturizer"]) -> None:
+    """Give the (not yet initialized) model its knowledge featurizer; its id space
+    and dense width size the torch module built by ``initialize``. None = no
+    knowledge inputs."""
+    model.attrs["knowledge_featurizer"] = featurizer
+    model.attrs["n_knowledge_ids"] = featurizer.n_ids if featurizer is not None else 1
+    model.attrs["n_dense"] = featurizer.n_dense if featurizer is not None else 0
+
+
+def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[TextCatOutput, Callable]:
+    inputs = build_inputs(model, docs)
+    torch_layer, activation = model.layers
     if not is_train:
         with torch.inference_mode():
-            scores, _ = torch_layer(inputs, False)
-        return scores, lambda d_scores: []
-    scores, backprop_torch = torch_layer(inputs, True)
+            out, _ = torch_layer(inputs, False)
+    else:
+        out, backprop_torch = torch_layer(inputs, True)
+    scores, backprop_activation = activation(out.logits, is_train)
+    result = TextCatOutput(scores, out.aux_losses, out.expert_indices, out.expert_weights, out.contributions)
+    if not is_train:
+        return result, lambda d_out: []
 
-    def backprop(d_scores: Floats2d) -> List[Doc]:
-        backprop_torch(d_scores)
+    def backprop(d_out: Tuple[Floats2d, Optional[Floats1d]]) -> List[Doc]:
+        d_scores, d_aux = d_out
+        backprop_torch((backprop_activation(d_scores), d_aux))
         return []
 
-    return scores, backprop
+    return result, backprop
 
 
 def fit_bow_idf(model: Model, docs: Iterable[Doc], batch_size: int = 256) -> None:
@@ -347,4 +363,4 @@ def torch_module(model: Model) -> nn.Module:
 
 
 __all__ = ["EncoderSpec", "build_hash_encoder_v1", "fit_bow_idf", "build_moe_textcat_v1",
-           "build_transformer_encoder_v1", "load_weights", "torch_module"]
+           "build_transformer_encoder_v1", "load_weights", "set_knowledge", "torch_module"]

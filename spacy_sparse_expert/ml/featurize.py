@@ -5,7 +5,7 @@ numpy over the concatenated tokens. The arrays become tensors in ``wrapper.py``.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import numpy as np
 from spacy.attrs import IDS as ATTR_IDS
@@ -191,8 +191,8 @@ def _stack_rows(parts: List[np.ndarray], empty_shape: tuple) -> np.ndarray:
 
 def featurize_batch(
     docs: Sequence[Doc],
-    token_featurizer: object,
-    knowledge_featurizer: Optional[object],
+    token_featurizer: Callable[[Sequence[Doc]], Dict[str, object]],
+    knowledge: Sequence[object],
     *,
     bow_rows: int,
     ngram_size: int,
@@ -200,7 +200,8 @@ def featurize_batch(
     n_experts: int,
     n_labels: int,
 ) -> Dict[str, object]:
-    """Everything the classifier's ``forward`` takes, as numpy (and two ints)."""
+    """Everything the classifier's ``forward`` takes, as numpy (and two ints).
+    ``knowledge``: one ``DocKnowledge`` per doc, or empty for no knowledge inputs."""
     lengths = doc_lengths(docs)
     inputs: Dict[str, object] = {
         "enc": token_featurizer(docs),
@@ -208,8 +209,7 @@ def featurize_batch(
         "n_docs": len(docs),
     }
     inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size))
-    dks = knowledge_featurizer.pipe(docs) if knowledge_featurizer is not None else []
-    inputs.update(knowledge_features(dks, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
+    inputs.update(knowledge_features(knowledge, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
     return inputs
 
 

@@ -1,25 +1,24 @@
-"""thinc glue for the pure-torch classifier: ``PyTorchWrapper_v3`` with converters
-that move the numpy batch onto the model's device, pass the MoE's auxiliary losses
-into the same backward pass, and (de)serialise weights as safetensors.
-
-The wrapped module returns a :class:`~.torch.classifier.ClassifierOutput`; thinc
-sees only the scores. The auxiliary loss values and, when asked for, the routing
-are left in the layer's ``attrs`` ("aux_values", "routing") for the component.
+"""thinc glue for the pure-torch classifier: ``PyTorchWrapper_v3`` whose converters
+only convert (numpy batch -> tensors on the model's device; the module's
+:class:`~.torch.classifier.ClassifierOutput` -> :class:`TorchOutput` of xp arrays,
+and the gradients back), and (de)serialisation of the weights as safetensors.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
-import numpy as np
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.types import Floats1d, Floats2d, Ints2d
 from torch import nn
 
 from ..errors import Errors
+from .inputs import to_torch
+from .torch.classifier import ClassifierOutput
 from .weights import (Explain, WeightsFileError, check_finite, check_header, expected_state, parse_header,
                       read_file_header)
 
@@ -78,20 +77,29 @@ def make_shim(module: nn.Module) -> PyTorchShim:
     return PyTorchShim(module, serialize_model=state_to_bytes, deserialize_model=_deserialize)
 
 
-def TorchClassifier() -> Model[Dict[str, Any], Any]:
+class TorchOutput(NamedTuple):
+    """:class:`~.torch.classifier.ClassifierOutput` as xp arrays (router logits of
+    the later layers left out: nothing on the thinc side reads them). Its backprop
+    takes ``(d_logits, d_aux)``, d_aux None for no aux-loss gradient."""
+
+    logits: Floats2d
+    aux_losses: Floats1d
+    expert_indices: Ints2d
+    expert_weights: Floats2d
+    contributions: Dict[str, Floats2d]
+
+
+def TorchClassifier() -> Model[Dict[str, Any], TorchOutput]:
     """The wrapper layer. It starts around an empty placeholder module; the outer
     model's ``init`` installs the real one with :func:`set_torch_module` once the
     label count and the knowledge id space are known."""
-    model = PyTorchWrapper_v3(
+    return PyTorchWrapper_v3(
         nn.Module(),
         convert_inputs=_convert_inputs,
         convert_outputs=_convert_outputs,
         serialize_model=state_to_bytes,
         deserialize_model=_deserialize,
     )
-    model.attrs.update({"aux_values": np.zeros(2, dtype="f"), "aux_weights": (0.01, 0.001),
-                        "store_routing": False, "routing": None})
-    return model
 
 
 def set_torch_module(layer: Model, module: nn.Module) -> None:
@@ -102,41 +110,32 @@ def get_torch_module(layer: Model) -> nn.Module:
     return layer.shims[0]._model
 
 
-def to_torch(value: Any, device: torch.device) -> Any:
-    """numpy arrays (also inside dicts) -> tensors on ``device``; other values as they are."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(value)).to(device)
-    if isinstance(value, dict):
-        return {k: to_torch(v, device) for k, v in value.items()}
-    return value
-
-
 def _convert_inputs(model: Model, X: Dict[str, Any], is_train: bool) -> Tuple[ArgsKwargs, Callable]:
     device = model.shims[0].device
     return ArgsKwargs(args=(), kwargs=to_torch(X, device)), lambda d_inputs: None
 
 
-def _convert_outputs(model: Model, X_Ytorch: Tuple[Any, Any], is_train: bool) -> Tuple[Any, Callable]:
+def _convert_outputs(model: Model, X_Ytorch: Tuple[Any, ClassifierOutput],
+                     is_train: bool) -> Tuple[TorchOutput, Callable]:
     _, out = X_Ytorch
-    model.attrs["aux_values"] = out.aux.detach().float().cpu().numpy()
-    if model.attrs["store_routing"]:
-        model.attrs["routing"] = (
-            out.expert_indices.detach().cpu().numpy(),
-            out.expert_weights.detach().float().cpu().numpy(),
-        )
-    scores = torch2xp(out.scores.detach() if not is_train else out.scores)
+    value = TorchOutput(
+        torch2xp(out.logits if is_train else out.logits.detach()),
+        torch2xp(out.aux_losses.detach().float()),
+        torch2xp(out.expert_indices.detach()),
+        torch2xp(out.expert_weights.detach().float()),
+        {name: torch2xp(part.detach()) for name, part in out.contributions.items()},
+    )
 
-    def backprop(d_scores: Any) -> ArgsKwargs:
-        d_torch = xp2torch(d_scores, device=out.scores.device)
-        tensors, grads = [out.scores], [d_torch]
-        if out.aux.requires_grad:
-            w_balance, w_z = model.attrs["aux_weights"]
-            tensors.append(out.aux)
-            grads.append(torch.tensor([w_balance, w_z], dtype=out.aux.dtype, device=out.aux.device))
+    def backprop(d_out: Tuple[Floats2d, Optional[Floats1d]]) -> ArgsKwargs:
+        d_logits, d_aux = d_out
+        tensors, grads = [out.logits], [xp2torch(d_logits, device=out.logits.device)]
+        if d_aux is not None and out.aux_losses.requires_grad:
+            tensors.append(out.aux_losses)
+            grads.append(xp2torch(d_aux, device=out.aux_losses.device).to(out.aux_losses.dtype))
         return ArgsKwargs(args=(tuple(tensors),), kwargs={"grad_tensors": tuple(grads)})
 
-    return scores, backprop
+    return value, backprop
 
 
-__all__ = ["TorchClassifier", "get_torch_module", "set_torch_module", "state_from_bytes", "state_from_file",
-           "state_to_bytes", "to_torch"]
+__all__ = ["TorchClassifier", "TorchOutput", "get_torch_module", "set_torch_module", "state_from_bytes",
+           "state_from_file", "state_to_bytes", "to_torch"]

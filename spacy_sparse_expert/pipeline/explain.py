@@ -1,55 +1,118 @@
-"""Explanations of a prediction: an HTML view of one document (linked entities, rule
-hits, the experts each token went to, the top labels and what the rules added to
-them) and a PNG of the expert load per predicted label.
+"""Explanations of a prediction: what each path of the model added to each label's
+logit (the model's own ``contributions``, so they add up to its logits), each rule's
+share of the rules' part, an HTML view of one document (linked entities, rule hits,
+the experts each token went to) and a PNG of the expert load per predicted label.
 
-Both need docs processed with ``store_routing = true``.
+The experts in the HTML view and the expert load need docs processed with
+``store_routing = true``.
 """
 from __future__ import annotations
 
 import html
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from spacy.tokens import Doc
+
+from ..errors import Errors
+from ..ml.architectures import torch_module
+from ..ml.inputs import build_inputs, to_torch
 
 # one colour per expert, repeated when there are more experts than colours
 _COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
             "#9c755f", "#bab0ac"]
+_PATH_NAMES = {"experts": "experts", "ngrams": "n-grams", "knowledge_bag": "knowledge bag"}
+
+
+class Explanation(NamedTuple):
+    """One document's prediction taken apart (arrays over ``labels``).
+
+    logits (np.ndarray): (L,) the model's logits; softmax (exclusive) or sigmoid of
+        them gives ``doc.cats``.
+    contributions (Dict[str, np.ndarray]): (L,) per path of the model ("experts",
+        "rules", and "ngrams", "knowledge_bag" where the model has them); they sum to
+        ``logits``.
+    rule_shares (Dict[str, List[Tuple[str, float]]]): label -> [(rule id, part of
+        contributions["rules"] for the label)], summing to it.
+    """
+
+    labels: Tuple[str, ...]
+    logits: np.ndarray
+    contributions: Dict[str, np.ndarray]
+    rule_shares: Dict[str, List[Tuple[str, float]]]
+
+
+def explain(doc: Doc, textcat: Any) -> Explanation:
+    """Run ``textcat``'s model on ``doc`` (in eval mode, as ``predict`` does) and take
+    its logits apart. Writes nothing on the doc.
+
+    doc (Doc): the document (its text is what counts; annotations are recomputed).
+    textcat: the initialized component.
+    """
+    featurizer = textcat.featurizer
+    if featurizer is None:
+        raise ValueError(Errors.E161.format(name=textcat.name))
+    knowledge, annotations = featurizer.analyse(doc)
+    module = torch_module(textcat.model)
+    device = next(module.parameters()).device
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode():
+            out = module(**to_torch(build_inputs(textcat.model, [doc], knowledge=[knowledge]), device))
+    finally:
+        module.train(was_training)
+    labels = tuple(textcat.labels)
+    contributions = {name: part[0].float().cpu().numpy() for name, part in out.contributions.items()}
+    rows = {rule_id: row for row, rule_id in enumerate(featurizer.rule_matcher.ids)} if (
+        featurizer.rule_matcher is not None) else {}
+    hit_rows = [rows[rule_id] for rule_id, _, _ in annotations.rule_hits if rule_id in rows]
+    rules = contributions.get("rules", np.zeros(len(labels), dtype=np.float32))
+    shares = _rule_shares(labels, rules, featurizer.rule_matcher, hit_rows)
+    return Explanation(labels, out.logits[0].float().cpu().numpy(), contributions, shares)
+
+
+def _rule_shares(labels: Sequence[str], rules: np.ndarray, matcher: Any,
+                 hit_rows: List[int]) -> Dict[str, List[Tuple[str, float]]]:
+    """Split each label's rule contribution among the rules that hit, in proportion
+    to each rule's part of the summed label bias b (every hit counts). The model adds
+    ``scale * sign(b) * log1p(|b|)``, not a sum over rules, so a rule's part is not a
+    term of its own; proportional parts are the ones that add up to it."""
+    if not hit_rows:
+        return {}
+    per_rule: Dict[int, np.ndarray] = {}
+    for row in hit_rows:
+        per_rule[row] = per_rule.get(row, 0.0) + matcher.label_weights[row].astype(np.float64)
+    out: Dict[str, List[Tuple[str, float]]] = defaultdict(list)
+    for j, label in enumerate(labels):
+        voters = [(row, float(w[j])) for row, w in per_rule.items() if w[j] != 0.0]
+        if not voters:
+            continue
+        total = sum(w for _, w in voters)
+        parts = [float(rules[j]) * w / total if total else 0.0 for _, w in voters]
+        # the last part takes the rounding, so the parts sum to the contribution
+        parts[-1] = float(rules[j]) - sum(parts[:-1])
+        out[label] = [(matcher.ids[row], part) for (row, _), part in zip(voters, parts)]
+    return dict(out)
 
 
 def rule_contributions(doc: Doc, textcat: Optional[object] = None) -> Dict[str, List[Tuple[str, float]]]:
-    """label -> [(rule id, amount added to the label's logit)] for the doc's rule hits.
-
-    textcat: the component; its rules give each hit's label scores and its learned
-    scale turns them into logit contributions. Without it, RETURNS {}.
-    """
-    rules = getattr(textcat, "rules", None)
-    if rules is None or not doc._.rule_hits:
+    """label -> [(rule id, amount the rule added to the label's logit)] for the rules
+    that hit ``doc``: the rules' contribution to the logits, split among them (see
+    :func:`explain`). Without the component, RETURNS {}."""
+    if textcat is None or getattr(textcat, "featurizer", None) is None:
         return {}
-    scale = 1.0
-    try:
-        from ..ml.architectures import torch_module
-
-        scale = float(torch_module(textcat.model).label_bias_scale.detach().cpu()[0])  # type: ignore[attr-defined]
-    except (AttributeError, IndexError):
-        pass
-    out: Dict[str, List[Tuple[str, float]]] = defaultdict(list)
-    for rule_id, _, _ in doc._.rule_hits:
-        rule = rules.get(rule_id)
-        if rule is None:
-            continue
-        for label, value in rule.labels.items():
-            out[label].append((rule_id, scale * rule.weight * value))
-    return dict(out)
+    return explain(doc, textcat).rule_shares
 
 
 def render_explanation(doc: Doc, textcat: Optional[object] = None, *, top_n: int = 3) -> str:
     """A self-contained HTML fragment explaining ``doc``'s prediction.
 
     doc (Doc): processed by the component (store_routing = true for the experts).
-    textcat: the component, for the rules' label contributions (optional).
+    textcat: the component, for the logits taken apart by path and rule (optional).
     top_n (int): how many labels to list.
     RETURNS (str): HTML.
     """
@@ -74,11 +137,10 @@ def render_explanation(doc: Doc, textcat: Optional[object] = None, *, top_n: int
         attrs = f' title="{html.escape("; ".join(title))}"' if title else ""
         parts.append(f'<span style="{style}"{attrs}>{text}</span>{html.escape(token.whitespace_)}')
     top = sorted(doc.cats.items(), key=lambda kv: -kv[1])[:top_n]
-    contributions = rule_contributions(doc, textcat)
+    explanation = explain(doc, textcat) if getattr(textcat, "featurizer", None) is not None else None
     label_rows = []
     for label, score in top:
-        added = ", ".join(f"{html.escape(r)} {v:+.2f}" for r, v in contributions.get(label, []))
-        label_rows.append(f"<tr><td>{html.escape(label)}</td><td>{score:.3f}</td><td>{added or '-'}</td></tr>")
+        label_rows.append(f"<tr><td>{html.escape(label)}</td><td>{score:.3f}</td>{_logit_cells(explanation, label)}</tr>")
     entity_rows = [
         f"<li>{html.escape(s.text)} &rarr; {html.escape(str(s._.kb_iri))}</li>" for s in doc._.kb_entities or []
     ]
@@ -94,12 +156,25 @@ def render_explanation(doc: Doc, textcat: Optional[object] = None, *, top_n: int
         '<div class="sparse-expert-explanation" style="font-family:sans-serif;line-height:2">'
         f'<p>{"".join(parts)}</p>'
         f"<p>{legend}</p>"
-        "<table><tr><th>label</th><th>score</th><th>rule contributions (logit)</th></tr>"
+        "<table><tr><th>label</th><th>score</th><th>logit</th><th>= model paths</th><th>+ rules</th></tr>"
         f'{"".join(label_rows)}</table>'
         f'<h4>Linked entities</h4><ul>{"".join(entity_rows) or "<li>none</li>"}</ul>'
         f'<h4>Rule hits</h4><ul>{"".join(hit_rows) or "<li>none</li>"}</ul>'
         "</div>"
     )
+
+
+def _logit_cells(explanation: Optional[Explanation], label: str) -> str:
+    """Three cells: the logit, what each learned path added and what each rule added;
+    the numbers shown add up to the logit (to the rounding of the display)."""
+    if explanation is None or label not in explanation.labels:
+        return "<td>-</td><td>-</td><td>-</td>"
+    j = explanation.labels.index(label)
+    paths = ", ".join(f"{_PATH_NAMES[name]} {part[j]:+.2f}" for name, part in explanation.contributions.items()
+                      if name != "rules")
+    shares = explanation.rule_shares.get(label, [])
+    rules = ", ".join(f"{html.escape(rule_id)} {value:+.2f}" for rule_id, value in shares) or "-"
+    return f"<td>{explanation.logits[j]:+.2f}</td><td>{paths}</td><td>{rules}</td>"
 
 
 def _n_experts(doc: Doc) -> int:
@@ -147,4 +222,5 @@ def plot_expert_load(docs: Iterable[Doc], path: Union[str, Path], *, n_experts: 
     return path
 
 
-__all__ = ["expert_load", "plot_expert_load", "render_explanation", "rule_contributions"]
+__all__ = ["Explanation", "expert_load", "explain", "plot_expert_load", "render_explanation",
+           "rule_contributions"]

@@ -27,15 +27,17 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from ..errors import Errors
-from ..kb.annotations import write_annotations
-from ..kb.features import KnowledgeFeaturizer
+from ..features.annotations import write_annotations
+from ..features.features import KnowledgeFeaturizer
 from ..kb.knowledge_base import KnowledgeBase
-from ..kb.rule_labels import warn_unknown_rule_labels
-from ..kb.rules import RuleSet
+from ..rules.rule_labels import warn_unknown_rule_labels
+from ..rules.rules import RuleSet
 from ..ml import architectures  # noqa: F401  (registers the model architectures)
-from ..ml.architectures import fit_bow_idf, load_weights, torch_module
+from ..ml.architectures import fit_bow_idf, load_weights, set_knowledge, torch_module
+from ..ml.output import aux_loss
 from ..ml.wrapper import state_to_bytes
 from . import scorer as _scorer  # noqa: F401  (registers the scorers)
+from .gold import gold_arrays
 
 if not Doc.has_extension("routing"):
     # list of (token_i, [experts], [weights]) of the first MoE layer, when store_routing
@@ -190,7 +192,6 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self.kb: Optional[KnowledgeBase] = None
         self.rules: Optional[RuleSet] = None
         self.featurizer: Optional[KnowledgeFeaturizer] = None
-        self._sync_model_attrs()
 
     # --- labels ------------------------------------------------------------------------
 
@@ -209,7 +210,6 @@ class SparseExpertTextCategorizer(TrainablePipe):
     @store_routing.setter
     def store_routing(self, value: bool) -> None:
         self.cfg["store_routing"] = bool(value)
-        self._sync_model_attrs()
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str):
@@ -235,14 +235,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
                                                 max_index=n_experts - 1))
         self.kb, self.rules = kb, rules
         self.featurizer = KnowledgeFeaturizer(self.vocab, kb, rules, labels=self.labels, n_experts=n_experts)
-        self.model.attrs["knowledge_featurizer"] = self.featurizer
-        self.model.attrs["n_knowledge_ids"] = self.featurizer.n_ids
-        self.model.attrs["n_dense"] = self.featurizer.n_dense
-
-    def _sync_model_attrs(self) -> None:
-        layer = self.model.layers[0] if self.model.layers else self.model
-        layer.attrs["aux_weights"] = (self.cfg["load_balancing_weight"], self.cfg["z_loss_weight"])
-        layer.attrs["store_routing"] = self.cfg["store_routing"]
+        set_knowledge(self.model, self.featurizer)
 
     # --- initialize / predict ----------------------------------------------------------
 
@@ -290,7 +283,6 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self.cfg["n_dense"] = self.model.attrs["n_dense"]
         self.model.set_dim("nO", len(self.labels), force=True)
         self.model.initialize()
-        self._sync_model_attrs()
 
     def predict(self, docs: Iterable[Doc]) -> Dict[str, Any]:
         """Scores (n_docs, n_labels), the knowledge annotations (linked spans, rule hits)
@@ -300,11 +292,12 @@ class SparseExpertTextCategorizer(TrainablePipe):
             raise ValueError(Errors.E030.format(name=self.name))
         parts = _token_batches(docs, self.max_batch_tokens)
         if len(parts) == 1:
-            scores = self.model.predict(docs)
-            routing = self.model.layers[0].attrs["routing"] if self.store_routing else None
+            out = self.model.predict(docs)
+            to_numpy = self.model.ops.to_numpy
+            routing = (to_numpy(out.expert_indices), to_numpy(out.expert_weights)) if self.store_routing else None
             # the model's forward featurized (and linked) these docs; reuse that work
             annotations = self.featurizer.annotations(docs)
-            return {"scores": self.model.ops.to_numpy(scores), "routing": routing, "annotations": annotations}
+            return {"scores": to_numpy(out.scores), "routing": routing, "annotations": annotations}
         outputs = [self.predict(part) for part in parts]
         routing = None
         if self.store_routing:
@@ -360,21 +353,27 @@ class SparseExpertTextCategorizer(TrainablePipe):
             self._validate_categories(examples)
         if not examples:
             return losses
-        scores, backprop = self.model.begin_update([eg.predicted for eg in examples])
-        loss, d_scores = self.get_loss(examples, scores)
-        backprop(d_scores)
+        out, backprop = self.model.begin_update([eg.predicted for eg in examples])
+        loss, d_scores = self.get_loss(examples, out.scores)
+        aux, d_aux = aux_loss(out.aux_losses, self.aux_loss_weights)
+        backprop((d_scores, d_aux))
         if sgd is not None:
             self.finish_update(sgd)
-        lb, z = self.model.layers[0].attrs["aux_values"]
-        losses[self.name] += loss + self.cfg["load_balancing_weight"] * float(lb) + self.cfg["z_loss_weight"] * float(z)
+        losses[self.name] += loss + aux
         return losses
+
+    @property
+    def aux_loss_weights(self) -> Tuple[float, float]:
+        """(load_balancing_weight, z_loss_weight) of the MoE auxiliary losses."""
+        return float(self.cfg["load_balancing_weight"]), float(self.cfg["z_loss_weight"])
 
     def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
         """Cross-entropy (exclusive) or binary cross-entropy (multilabel), averaged
         over documents. The gradient is w.r.t. the logits: (scores - truths) / n."""
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.get_loss")
-        truths, not_missing = self._examples_to_truth(examples)
+        gold = gold_arrays(examples, self.labels, self.cfg["exclusive"])
+        truths, not_missing = gold.gold, gold.not_missing
         xp = self.model.ops.xp
         truths = self.model.ops.asarray(truths)
         not_missing = self.model.ops.asarray(not_missing)
@@ -386,18 +385,6 @@ class SparseExpertTextCategorizer(TrainablePipe):
             loss = -((truths * xp.log(scores + eps) + (1 - truths) * xp.log(1 - scores + eps)) * not_missing).sum()
         d_scores = (scores - truths) * not_missing / n
         return float(loss) / n, d_scores
-
-    def _examples_to_truth(self, examples: List[Example]) -> Tuple[np.ndarray, np.ndarray]:
-        truths = np.zeros((len(examples), len(self.labels)), dtype="f")
-        not_missing = np.ones((len(examples), len(self.labels)), dtype="f")
-        for i, eg in enumerate(examples):
-            cats = eg.reference.cats
-            for j, label in enumerate(self.labels):
-                if label in cats:
-                    truths[i, j] = cats[label]
-                elif not self.cfg["exclusive"]:
-                    not_missing[i, j] = 0.0
-        return truths, not_missing
 
     def _validate_categories(self, examples: Iterable[Example]) -> None:
         for eg in islice(examples, None):

@@ -88,9 +88,14 @@ def _tiny_inputs(know_ids=(1, 1, 4)):
     )
 
 
+def _scores(out):
+    # the module returns logits; the component reads them with a softmax (exclusive)
+    return torch.softmax(out.logits, dim=-1)
+
+
 def _logits(clf, inputs):
-    # the scores are probabilities; log-softmax recovers the logits up to a per-doc constant
-    return torch.log(clf(**inputs).scores)
+    # log-softmax: the logits up to a per-doc constant
+    return torch.log(_scores(clf(**inputs)))
 
 
 def test_bow_scale_multiplies_the_linear_path():
@@ -105,7 +110,7 @@ def test_bow_scale_multiplies_the_linear_path():
     grads = []
     for clf in (a, b):
         clf.zero_grad()
-        clf(**inputs).scores.sum().backward()
+        clf(**inputs).logits.sum().backward()
         grads.append(clf.bow.weight.grad.abs().sum())
     assert torch.allclose(grads[1], 10 * grads[0], rtol=1e-4)
 
@@ -116,13 +121,13 @@ def test_path_dropout_only_in_training_and_per_document():
     plain = _tiny_classifier()
     plain.load_state_dict(clf.state_dict())
     clf.eval(), plain.eval()
-    assert torch.allclose(clf(**inputs).scores, plain(**inputs).scores)
+    assert torch.allclose(_scores(clf(**inputs)), _scores(plain(**inputs)))
     clf.train()
     torch.manual_seed(3)
     # bow weights are zero at init: a dropped document scores exactly uniform
     seen = set()
     for _ in range(40):
-        scores = clf(**inputs).scores
+        scores = _scores(clf(**inputs))
         seen.update(tuple(bool(torch.allclose(row, torch.full((3,), 1 / 3))) for row in scores))
     assert seen == {True, False}
 
@@ -130,11 +135,11 @@ def test_path_dropout_only_in_training_and_per_document():
 def test_knowledge_bag_counts_each_docs_ids():
     clf = _tiny_classifier(knowledge_bow=True).eval()
     inputs = _tiny_inputs()
-    assert torch.allclose(clf(**inputs).scores, _tiny_classifier().eval()(**inputs).scores)  # zero at init
+    assert torch.allclose(_scores(clf(**inputs)), _scores(_tiny_classifier().eval()(**inputs)))  # zero at init
     with torch.no_grad():
         clf.know_bow.copy_(torch.arange(18, dtype=torch.float32).reshape(6, 3))
     bag = clf._knowledge_bag(inputs["know_ids"], inputs["know_offsets"], inputs["doc_index"], 2)
     # doc 0 holds id 1 twice (weight 1 + log 2, normalised to 1); doc 1 holds id 4 once
     assert torch.allclose(bag[0], clf.know_bow[1]) and torch.allclose(bag[1], clf.know_bow[4])
     no_knowledge = _tiny_inputs(know_ids=())
-    assert torch.allclose(clf(**no_knowledge).scores, _tiny_classifier().eval()(**no_knowledge).scores)
+    assert torch.allclose(_scores(clf(**no_knowledge)), _scores(_tiny_classifier().eval()(**no_knowledge)))

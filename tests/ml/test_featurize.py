@@ -5,7 +5,7 @@ import numpy as np
 import spacy
 
 from spacy_sparse_expert.ml.featurize import HashFeaturizer, bow_features, doc_index, knowledge_features
-from spacy_sparse_expert.kb.features import KnowledgeFeaturizer
+from spacy_sparse_expert.features.features import KnowledgeFeaturizer
 
 
 def _docs():

@@ -9,7 +9,7 @@ import spacy
 from spacy.language import Language
 from spacy.training import Example
 
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
+from spacy_sparse_expert.kb.compile import compile_kb
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 LABELS = ["business", "politics", "sport"]
@@ -83,7 +83,7 @@ def rules_path() -> Path:
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny KB compiled to a directory, as `sparse-expert kb import` writes it."""
     path = tmp_path_factory.mktemp("component_kb")
-    KnowledgeBase.from_rdf([kb_path()]).to_disk(path)
+    compile_kb([kb_path()]).to_disk(path)
     return path
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 from spacy_sparse_expert.pipeline.explain import expert_load, plot_expert_load, render_explanation
 
 from .conftest import make_examples, make_nlp, rules_path

@@ -19,8 +19,9 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
-from spacy_sparse_expert.kb.annotations import SPANS_KEY, DocAnnotations, LinkedSpanError, write_annotations
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.features.annotations import SPANS_KEY, DocAnnotations, LinkedSpanError, write_annotations
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 
 from .conftest import make_examples, make_nlp, rules_path
 

@@ -11,8 +11,9 @@ from spacy.training import Example
 from spacy.util import make_tempdir
 
 from spacy_sparse_expert.errors import Errors
-from spacy_sparse_expert.kb.features import DocKnowledge
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.features.features import DocKnowledge
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 
 from .conftest import LABELS, TRAIN_DATA, make_examples, make_nlp, rules_path, tiny_model
 
@@ -264,8 +265,9 @@ def test_aux_losses_reach_the_loss():
     examples = make_examples(nlp)
     optimizer = nlp.initialize(lambda: examples)
     textcat = nlp.get_pipe("textcat")
+    # the aux losses of the update's own forward pass (the tiny model has no dropout)
+    balance = float(textcat.model.predict([eg.predicted for eg in examples]).aux_losses[0])
     losses = nlp.update(examples, sgd=optimizer)
-    balance, _ = textcat.model.layers[0].attrs["aux_values"]
     assert balance >= 1.0 - 1e-4  # E * sum f_e P_e >= 1, the minimum is balanced routing
     assert losses["textcat"] > balance
 

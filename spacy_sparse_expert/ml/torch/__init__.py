@@ -3,7 +3,7 @@ MoE layer and its auxiliary losses. No spaCy or thinc imports here."""
 from __future__ import annotations
 
 from .experts import ACTIVATIONS, DenseFFN, Experts
-from .losses import load_balancing_loss, router_z_loss
+from .losses import load_balancing_loss, router_z_loss, weighted_aux_loss
 from .moe import DISPATCH_BACKENDS, MoEOutput, SparseMoE, compute_capacity, dispatch_experts, naive_moe_forward
 from .pruning import expert_importance, ffn_unit_importance, top_experts, top_units
 from .router import RouterOutput, TopKRouter
@@ -26,4 +26,5 @@ __all__ = [
     "router_z_loss",
     "top_experts",
     "top_units",
+    "weighted_aux_loss",
 ]

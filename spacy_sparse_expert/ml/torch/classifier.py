@@ -6,7 +6,7 @@ names each token's document. Pure PyTorch, no spaCy.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -16,34 +16,36 @@ from .pooling import POOLINGS
 
 
 class ClassifierOutput(NamedTuple):
-    """scores: (B, L) probabilities (softmax if exclusive, else sigmoid); their
-    backward takes the gradient w.r.t. the *logits* (see :class:`_ProbsFromLogits`).
-    aux: (2,) fp32 [load-balancing loss, z-loss], summed over the MoE layers.
-    expert_indices, expert_weights: (N, k) routing of the first MoE layer."""
+    """What :class:`MoEDocClassifier` returns.
 
-    scores: Tensor
-    aux: Tensor
-    expert_indices: Tensor
-    expert_weights: Tensor
-
-
-class _ProbsFromLogits(torch.autograd.Function):
-    """softmax / sigmoid forward; identity backward.
-
-    For softmax + cross-entropy and sigmoid + binary cross-entropy the gradient of the
-    loss w.r.t. the logits is ``probs - truth``. The component computes exactly that
-    in ``get_loss`` and hands it back as the scores' gradient, so the backward pass
-    must not apply the softmax Jacobian again (spaCy's textcat does, which gives the
-    weaker mean-squared-error gradient).
+    logits: (B, L) raw label scores; the output activation (softmax if exclusive,
+        else sigmoid) is applied outside torch, by whoever reads them.
+    aux_losses: (2,) fp32 [load-balancing loss, router z-loss], summed over the MoE
+        layers (weight them with :func:`~.losses.weighted_aux_loss`).
+    router_logits: one (N, E) fp32 tensor per MoE layer.
+    expert_indices, expert_weights: (N, k) routing of the first MoE layer.
+    contributions: (B, L) per path of the model: "experts" (encoder -> MoE -> pooling
+        -> output layer, its bias included), "rules" (the rules' label bias), and, where
+        the model has them, "ngrams" and "knowledge_bag". Their sum, in this order, is
+        ``logits``: not approximately, it is how the logits are computed.
     """
 
-    @staticmethod
-    def forward(ctx: Any, logits: Tensor, exclusive: bool) -> Tensor:  # type: ignore[override]
-        return torch.softmax(logits, dim=-1) if exclusive else torch.sigmoid(logits)
+    logits: Tensor
+    aux_losses: Tensor
+    router_logits: Tuple[Tensor, ...]
+    expert_indices: Tensor
+    expert_weights: Tensor
+    contributions: Dict[str, Tensor]
 
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Any:  # type: ignore[override]
-        return grad, None
+
+def rule_logit_bias(label_bias: Tensor, scale: Tensor) -> Tensor:
+    """(B, L) what the rules add to the logits: ``scale * sign(b) * log1p(|b|)`` of
+    the summed rule label bias b (B, L).
+
+    Rule label biases are sums over hits and grow with document length (BBC: median
+    20, up to ~75); log-compressing them keeps long documents from drowning the
+    learned paths while the sign and order of the rule votes stay."""
+    return scale * torch.sign(label_bias) * torch.log1p(label_bias.abs())
 
 
 class MoEDocClassifier(nn.Module):
@@ -66,11 +68,12 @@ class MoEDocClassifier(nn.Module):
     knowledge_bow (bool): a second linear path over each document's bag of knowledge
         ids (the types, relation predicates, rule hits and flags of its tokens), TF
         sublinear and L2-normalised, scaled like the n-gram path.
-    exclusive (bool): softmax over labels (True) or independent sigmoids.
+    exclusive (bool): the labels are exclusive (read the logits with a softmax) or
+        independent (sigmoids); the module itself returns logits either way.
     dropout (float).
 
-    logits = output(pool(moe(encoder))) + bow + scale * sign(b) * log1p(|b|), b the
-    rules' doc-level label bias.
+    logits = output(pool(moe(encoder))) + scale * sign(b) * log1p(|b|) + bow + knowledge
+    bag, b the rules' doc-level label bias; each term is returned in ``contributions``.
     """
 
     def __init__(
@@ -151,30 +154,31 @@ class MoEDocClassifier(nn.Module):
         aux = x.new_zeros(2, dtype=torch.float32)
         indices = torch.zeros(n_tokens, self.moe[0].k if len(self.moe) else 0, dtype=torch.long, device=x.device)
         weights = indices.to(torch.float32)
+        router_logits: List[Tensor] = [x.new_zeros(n_tokens, moe.n_experts, dtype=torch.float32) for moe in self.moe]
         if n_tokens and len(self.moe):
             knowledge = torch.cat([self.knowledge_bag(know_ids, know_offsets), know_dense.to(x.dtype)], dim=1)
             for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):
                 out = moe(x, knowledge, expert_bias)
                 x = norm(x + self.dropout(out.output))
                 aux = aux + torch.stack([out.load_balancing_loss, out.z_loss])
+                router_logits[i] = out.router_logits
                 if i == 0:
                     indices, weights = out.expert_indices, out.expert_weights
-        logits = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
-        # rule label biases are sums over hits and grow with document length (BBC: median
-        # 20, up to ~75); log-compressing them keeps long documents from drowning the
-        # learned paths while the sign and order of the rule votes stay.
-        label_bias = label_bias.to(logits.dtype)
-        logits = logits + self.label_bias_scale * torch.sign(label_bias) * torch.log1p(label_bias.abs())
+        experts = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
+        rules = rule_logit_bias(label_bias.to(experts.dtype), self.label_bias_scale)
+        contributions: Dict[str, Tensor] = {"experts": experts, "rules": rules}
         if self.bow is not None:
             if self.training and self.path_dropout > 0.0:
-                keep = torch.rand(n_docs, 1, device=logits.device) >= self.path_dropout
-                logits = logits * keep.to(logits.dtype)
-            logits = logits + self.bow_scale * self.bow(bow_ids, bow_offsets, per_sample_weights=self._bow_weights(
-                bow_ids, bow_offsets, bow_weights.to(logits.dtype), n_docs))
-        if self.know_bow is not None and know_ids.numel():
-            logits = logits + self.bow_scale * self._knowledge_bag(know_ids, know_offsets, doc_index, n_docs)
-        scores = _ProbsFromLogits.apply(logits, self.exclusive)
-        return ClassifierOutput(scores, aux, indices, weights)
+                keep = (torch.rand(n_docs, 1, device=experts.device) >= self.path_dropout).to(experts.dtype)
+                contributions["experts"], contributions["rules"] = experts * keep, rules * keep
+            contributions["ngrams"] = self.bow_scale * self.bow(bow_ids, bow_offsets, per_sample_weights=(
+                self._bow_weights(bow_ids, bow_offsets, bow_weights.to(experts.dtype), n_docs)))
+        if self.know_bow is not None:
+            bag = (self._knowledge_bag(know_ids, know_offsets, doc_index, n_docs) if know_ids.numel()
+                   else experts.new_zeros(n_docs, self.n_labels))
+            contributions["knowledge_bag"] = self.bow_scale * bag
+        logits = sum_contributions(contributions)
+        return ClassifierOutput(logits, aux, tuple(router_logits), indices, weights, contributions)
 
     def _bow_weights(self, ids: Tensor, offsets: Tensor, weights: Tensor, n_docs: int) -> Tensor:
         """weights * idf, L2-normalised within each document's bag."""
@@ -206,4 +210,13 @@ class MoEDocClassifier(nn.Module):
         self.bow_idf.copy_(idf.to(self.bow_idf.device))
 
 
-__all__ = ["ClassifierOutput", "MoEDocClassifier"]
+def sum_contributions(contributions: Dict[str, Tensor]) -> Tensor:
+    """(B, L) the logits: the paths' contributions added in their order."""
+    parts = iter(contributions.values())
+    total = next(parts)
+    for part in parts:
+        total = total + part
+    return total
+
+
+__all__ = ["ClassifierOutput", "MoEDocClassifier", "rule_logit_bias", "sum_contributions"]

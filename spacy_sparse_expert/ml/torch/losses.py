@@ -5,7 +5,7 @@ caller can weight, log or recompute them without touching the MoE layer.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -65,4 +65,16 @@ def router_z_loss(router_logits: Tensor, mask: Optional[Tensor] = None) -> Tenso
     return (z * token_w).sum() / token_w.sum().clamp_min(1.0)
 
 
-__all__ = ["load_balancing_loss", "router_z_loss"]
+def weighted_aux_loss(aux_losses: Tensor, weights: Sequence[float]) -> Tensor:
+    """Scalar ``w_balance * load_balancing + w_z * z_loss``.
+
+    aux_losses: (2,) [load-balancing, router z-loss], as ``ClassifierOutput.aux_losses``.
+    weights: (load_balancing_weight, z_loss_weight).
+    """
+    if len(weights) != 2:
+        raise ValueError(f"weights must be (load_balancing_weight, z_loss_weight), got {tuple(weights)!r}")
+    w = torch.tensor([float(v) for v in weights], dtype=aux_losses.dtype, device=aux_losses.device)
+    return (aux_losses * w).sum()
+
+
+__all__ = ["load_balancing_loss", "router_z_loss", "weighted_aux_loss"]
