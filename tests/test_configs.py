@@ -10,7 +10,7 @@ from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from spacy.util import load_config
 
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
+from spacy_sparse_expert.kb.compile import compile_kb
 
 REPO = Path(__file__).parent.parent
 CONFIGS = sorted((REPO / "configs").glob("*.cfg"))
@@ -40,7 +40,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         doc.cats = {label: float(label in labels) for label in LABELS}
         db.add(doc)
     db.to_disk(path / "tiny.spacy")
-    KnowledgeBase.from_rdf([FIXTURES / "component_kb.ttl"]).to_disk(path / "kb")
+    compile_kb([FIXTURES / "component_kb.ttl"]).to_disk(path / "kb")
     return path
 
 

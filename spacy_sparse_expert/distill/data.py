@@ -2,16 +2,17 @@
 what the teacher says about them.
 
 Both pipelines read the same tokens: a ``.spacy`` file is read once per vocab, an
-unlabelled JSONL file is tokenized by each pipeline's tokenizer. Featurization is the
-component's own (``featurize_batch``); the knowledge features (linking and rule
-matching, the costly part) are computed once per document and reused every epoch.
+unlabelled JSONL file is tokenized by each pipeline's tokenizer. Model inputs come
+from the component's own builder (``ml.inputs.build_inputs``); the knowledge features
+(linking and rule matching, the costly part) are computed once per document and
+handed to it every epoch. Gold arrays are the component's (``pipeline.gold``).
 """
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,14 +20,16 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 from thinc.api import Model
 
-from ..corpora import json_lines
 from ..errors import Errors, SparseExpertError
-from ..jsonl import check_input_file
+from ..jsonl import check_input_file, json_lines
 from ..ml.architectures import torch_module
-from ..ml.featurize import featurize_batch
-from ..ml.wrapper import to_torch
-from .loss import logits_from_scores
-from .prune import MoEImportance, measure_moe_importance
+from ..ml.inputs import build_inputs, to_torch
+from ..ml.torch.pruning import MoEImportance, measure_moe_importance
+from ..pipeline.gold import GoldArrays
+from ..pipeline.gold import gold_arrays as _gold_arrays
+
+if TYPE_CHECKING:
+    from ..features.features import DocKnowledge
 
 _NOT_A_DOCBIN = (ValueError, KeyError, TypeError, IndexError, AttributeError, AssertionError, ZeroDivisionError,
                  OverflowError, zlib.error)
@@ -107,51 +110,23 @@ def crop_pairs(teacher_docs: Sequence[Doc], student_docs: Sequence[Doc], n_crops
     return t_out, s_out
 
 
-@dataclass
-class GoldArrays:
-    """gold, not_missing: (n_docs, n_labels) float32; has_gold: (n_docs,) bool."""
-
-    gold: np.ndarray
-    not_missing: np.ndarray
-    has_gold: np.ndarray
-
-
 def gold_arrays(docs: Sequence[Doc], labels: Sequence[str], *, exclusive: bool, source: str = "") -> GoldArrays:
-    """Gold labels of ``docs`` over ``labels``. A document without cats has no gold;
-    a label the teacher does not know is an error (E075)."""
-    index = {label: j for j, label in enumerate(labels)}
-    gold = np.zeros((len(docs), len(labels)), dtype=np.float32)
-    not_missing = np.ones_like(gold)
-    has_gold = np.zeros(len(docs), dtype=bool)
+    """Gold labels of ``docs`` over ``labels`` (the component's arrays). A document
+    without cats has no gold; a label the teacher does not know, or exclusive cats
+    that are not exactly one label at 1.0, is an error (E075)."""
+    known = set(labels)
     for i, doc in enumerate(docs):
         if not doc.cats:
             continue
-        unknown = sorted(set(doc.cats) - set(index))
+        unknown = sorted(set(doc.cats) - known)
         if unknown:
             raise ValueError(Errors.E075.format(path=source or "<docs>", labels=", ".join(labels),
                                                 reason=f"document {i} has label(s) {unknown}"))
-        has_gold[i] = True
-        for label, j in index.items():
-            if label in doc.cats:
-                gold[i, j] = float(doc.cats[label])
-            elif not exclusive:
-                not_missing[i, j] = 0.0
-        if exclusive and gold[i].sum() != 1.0:
+        if exclusive and sum(float(doc.cats.get(label, 0.0)) for label in labels) != 1.0:
             raise ValueError(Errors.E075.format(path=source or "<docs>", labels=", ".join(labels),
                                                 reason=f"document {i} has cats {doc.cats}, not exactly one label "
                                                        "at 1.0 (the teacher's labels are exclusive)"))
-    return GoldArrays(gold, not_missing, has_gold)
-
-
-class _Precomputed:
-    """Stands in for the KnowledgeFeaturizer in ``featurize_batch``: hands back the
-    DocKnowledge computed once for the documents of the current batch."""
-
-    def __init__(self, items: List[Any]) -> None:
-        self.items = items
-
-    def pipe(self, docs: Sequence[Doc]) -> List[Any]:
-        return self.items
+    return _gold_arrays(docs, labels, exclusive)
 
 
 class Features:
@@ -165,7 +140,7 @@ class Features:
         self.model = model
         self.docs = list(docs)
         knowledge = model.attrs["knowledge_featurizer"]
-        self.knowledge: Optional[List[Any]] = None
+        self.knowledge: Optional[List["DocKnowledge"]] = None
         if knowledge is not None:
             self.knowledge = []
             for start in range(0, len(self.docs), chunk):
@@ -186,13 +161,9 @@ class Features:
 
     def batch(self, index: Sequence[int], device: Optional[torch.device] = None) -> Dict[str, Any]:
         """Keyword inputs of the classifier's forward for documents ``index``."""
-        m = self.model
         docs = [self.docs[i] for i in index]
-        known = _Precomputed([self.knowledge[i] for i in index]) if self.knowledge is not None else None
-        inputs = featurize_batch(docs, m.attrs["token_featurizer"], known, bow_rows=m.attrs["bow_rows"],
-                                 ngram_size=m.attrs["ngram_size"], n_dense=m.attrs["n_dense"],
-                                 n_experts=m.attrs["n_experts"], n_labels=m.get_dim("nO"))
-        return to_torch(inputs, device or torch.device("cpu"))
+        known = [self.knowledge[i] for i in index] if self.knowledge is not None else None
+        return to_torch(build_inputs(self.model, docs, knowledge=known), device or torch.device("cpu"))
 
     def batches(self, batch_size: int, order: Optional[Sequence[int]] = None,
                 device: Optional[torch.device] = None) -> Iterator[Tuple[List[int], Dict[str, Any]]]:
@@ -206,7 +177,7 @@ class Features:
 class TeacherView:
     """What the teacher says about the training documents.
 
-    logits: (n_docs, n_labels) float64, recovered from the teacher's scores.
+    logits: (n_docs, n_labels) float64, the teacher's logits.
     router_logits: per document (n_tokens, E_teacher) float32 of its first MoE layer,
         or None when not asked for.
     importance: the teacher's expert / unit importance under its own routing.
@@ -220,7 +191,7 @@ class TeacherView:
 
 
 @torch.no_grad()
-def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_size: int = 64,
+def teacher_view(model: Model, docs: Sequence[Doc], *, batch_size: int = 64,
                  with_router: bool = False, with_importance: bool = True) -> TeacherView:
     """One pass of the teacher (eval mode) over ``docs``: its logits, router logits and,
     measured on the same pass, its expert usage and hidden unit importance."""
@@ -232,24 +203,20 @@ def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_si
     batches = list(features.batches(batch_size, device=device))
     logits: List[np.ndarray] = []
     routers: List[np.ndarray] = []
-    captured: List[torch.Tensor] = []
     n_rows = getattr(getattr(module.encoder, "embed", None), "num_embeddings", 0)
     counts = torch.zeros(n_rows) if n_rows else None
 
     def record(i: int, out: Any) -> None:
         index, inputs = batches[i]
-        logits.append(logits_from_scores(out.scores, exclusive).cpu().numpy())
+        logits.append(out.logits.double().cpu().numpy())
         if with_router:
             lengths = [len(features.docs[d]) for d in index]
-            flat = captured[-1].float().cpu().numpy() if captured else np.zeros((sum(lengths), module.n_experts))
+            flat = out.router_logits[0].float().cpu().numpy() if out.router_logits else \
+                np.zeros((sum(lengths), module.n_experts), dtype=np.float32)
             routers.extend(np.split(flat, np.cumsum(lengths)[:-1]))
-            captured.clear()
         if counts is not None and "hash_ids" in inputs["enc"]:
             counts.add_(torch.bincount(inputs["enc"]["hash_ids"].reshape(-1).cpu(), minlength=n_rows).float())
 
-    handle = None
-    if with_router and len(module.moe):
-        handle = module.moe[0].register_forward_hook(lambda mod, args, out: captured.append(out.router_logits))
     importance = None
     try:
         if with_importance and len(module.moe):
@@ -258,8 +225,6 @@ def teacher_view(model: Model, docs: Sequence[Doc], *, exclusive: bool, batch_si
             for i, (_, inputs) in enumerate(batches):
                 record(i, module(**inputs))
     finally:
-        if handle is not None:
-            handle.remove()
         module.train(was_training)
     all_logits = np.concatenate(logits) if logits else np.zeros((0, model.get_dim("nO")))
     return TeacherView(all_logits, routers if with_router else None, importance, counts)

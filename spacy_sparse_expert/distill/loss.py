@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-_TINY = 1e-30
-
 
 class DistillLoss(NamedTuple):
     """total: scalar, the mean over documents of the combined loss.
@@ -30,15 +28,6 @@ class DistillLoss(NamedTuple):
     total: Tensor
     ce: Tensor
     kl: Tensor
-
-
-def logits_from_scores(scores: Tensor, exclusive: bool) -> Tensor:
-    """Recover logits from probabilities: log p for softmax (logits up to a per-row
-    constant, which softmax ignores), log(p / (1 - p)) for sigmoid. scores: (B, L)."""
-    scores = scores.double().clamp(_TINY, 1.0)
-    if exclusive:
-        return scores.log()
-    return scores.log() - (1.0 - scores).clamp_min(_TINY).log()
 
 
 def soft_kl(student_logits: Tensor, teacher_logits: Tensor, *, temperature: float, exclusive: bool) -> Tensor:
@@ -112,4 +101,4 @@ def router_kl(student_router_logits: Tensor, teacher_router_logits: Tensor,
     return (log_pt.exp() * (log_pt - log_ps)).sum(-1).mean()
 
 
-__all__ = ["DistillLoss", "distill_loss", "gold_ce", "logits_from_scores", "router_kl", "soft_kl"]
+__all__ = ["DistillLoss", "distill_loss", "gold_ce", "router_kl", "soft_kl"]

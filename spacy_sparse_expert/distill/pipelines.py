@@ -26,8 +26,10 @@ from thinc.api import Config
 from ..errors import Errors, SparseExpertError
 from ..kb import storage
 from ..kb.outputs import check_output_target, read_small_json
-from ..kb.rules import RuleSet
+from ..rules.rules import RuleSet
 from ..ml.architectures import torch_module
+from ..ml.torch.classifier import MoEDocClassifier
+from ..ml.torch.pruning import encoder_hidden
 from ..pipeline.textcat import SparseExpertTextCategorizer
 
 FACTORIES = ("sparse_expert_textcat", "sparse_expert_textcat_multilabel")
@@ -115,14 +117,16 @@ def initialize_student(nlp: Language, name: str, *, labels: Sequence[str], examp
                     rules_loader=lambda _: remap_rules(rules, rule_experts, pipe.model.attrs["n_experts"]))
 
 
-def pruned_config(config: Config, name: str, *, n_experts: int, d_ff: int, d_hidden: Optional[int]) -> Config:
-    """A copy of the student config with the pruned shapes written in."""
+def pruned_config(config: Config, name: str, module: MoEDocClassifier) -> Config:
+    """A copy of the student config with the shapes of the pruned ``module`` written in
+    (experts, k, expert d_ff, and the encoder blocks' d_hidden where it has blocks)."""
     new = Config(config).copy() if not isinstance(config, Config) else config.copy()
     model = new["components"][name]["model"]
-    model["n_experts"] = n_experts
-    model["k"] = min(int(model.get("k", 1)), n_experts)
-    model["d_ff"] = d_ff
-    if d_hidden is not None and "d_hidden" in model.get("encoder", {}):
+    model["n_experts"] = int(module.n_experts)
+    if len(module.moe):
+        model["k"], model["d_ff"] = int(module.moe[0].k), int(module.moe[0].d_ff)
+    d_hidden = encoder_hidden(module.encoder)
+    if d_hidden is not None:
         model["encoder"]["d_hidden"] = d_hidden
     return new
 

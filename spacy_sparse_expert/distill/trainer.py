@@ -29,28 +29,17 @@ from thinc.api import Config
 from ..errors import Errors
 from ..ml.architectures import torch_module
 from ..ml.torch.classifier import MoEDocClassifier
-from .config import DistillSettings, PruneSettings, load_student_config
+from ..ml.torch.losses import weighted_aux_loss
+from ..ml.torch.pruning import n_parameters
+from .config import DistillSettings, load_student_config
 from .data import Features, GoldArrays, TeacherView, crop_pairs, gold_arrays, read_docbin, read_unlabelled, teacher_view
 from .evaluate import ModelStats, macro_f1, model_stats
-from .loss import distill_loss, logits_from_scores, router_kl
+from .loss import distill_loss, router_kl
 from .pipelines import (check_output, check_student_fits, create_student, distill_inputs, examples_for,
                         find_component, initialize_student, load_teacher, pruned_config, rebuild_student, remap_rules,
                         save_pipeline)
-from .prune import (measure_moe_importance, n_parameters, prune_encoder_units, prune_expert_units, rank_experts,
-                    select_experts)
+from .prune import PruneReport, prune_module, rank_experts
 from .transfer import EncoderHashing, Transfer, init_from_teacher, shared_knowledge
-
-
-@dataclass
-class PruneReport:
-    """What pruning kept: experts (old ids), expert d_ff and encoder d_hidden before ->
-    after, parameters before -> after."""
-
-    experts: List[int]
-    expert_share: List[float]
-    d_ff: List[int]
-    d_hidden: List[Optional[int]]
-    params: List[int]
 
 
 @dataclass
@@ -126,12 +115,15 @@ class _Progress:
 
 
 def predict_scores(module: MoEDocClassifier, features: Features, batch_size: int = 64) -> np.ndarray:
+    """(n_docs, n_labels) probabilities of ``module`` (eval mode): softmax of its logits
+    for exclusive labels, else sigmoid."""
     was_training = module.training
     module.eval()
     out = []
     with torch.inference_mode():
         for _, inputs in features.batches(batch_size):
-            out.append(module(**inputs).scores.float().cpu().numpy())
+            logits = module(**inputs).logits.float()
+            out.append((logits.softmax(-1) if module.exclusive else logits.sigmoid()).cpu().numpy())
     module.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, module.n_labels), dtype=np.float32)
 
@@ -149,11 +141,7 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
     total = max(1, epochs * steps_per_epoch)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))
     rng = np.random.default_rng(settings.seed + (0 if phase == "train" else 1))
-    aux_grad = torch.tensor(list(aux_weights), dtype=torch.float32)
     use_router = settings.router_weight > 0 and targets.router is not None and len(module.moe) > 0
-    captured: List[torch.Tensor] = []
-    hook = module.moe[0].register_forward_hook(lambda m, a, out: captured.append(out.router_logits)) \
-        if use_router else None
     history: List[Dict[str, Any]] = []
     best_f1, best_state = -1.0, None
     start = time.perf_counter()
@@ -164,28 +152,22 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
             sums = {"loss": 0.0, "ce": 0.0, "kl": 0.0, "router": 0.0}
             n_batches = 0
             for index, inputs in features.batches(settings.batch_size, rng.permutation(len(features))):
-                captured.clear()
                 out = module(**inputs)
-                z = logits_from_scores(out.scores.detach(), exclusive).requires_grad_()
                 g = targets.gold
-                parts = distill_loss(z, torch.from_numpy(targets.logits[index]), torch.from_numpy(g.gold[index]),
-                                     torch.from_numpy(g.not_missing[index]), torch.from_numpy(g.has_gold[index]),
-                                     alpha=settings.alpha, temperature=settings.temperature, exclusive=exclusive)
-                parts.total.backward()
-                # the scores' backward takes the gradient w.r.t. the logits (classifier.py)
-                tensors, grads = [out.scores], [z.grad.to(out.scores.dtype)]
-                if out.aux.requires_grad:
-                    tensors.append(out.aux)
-                    grads.append(aux_grad.to(out.aux.device, out.aux.dtype))
+                # in fp64, as the teacher's logits are kept
+                parts = distill_loss(out.logits.double(), torch.from_numpy(targets.logits[index]),
+                                     torch.from_numpy(g.gold[index]), torch.from_numpy(g.not_missing[index]),
+                                     torch.from_numpy(g.has_gold[index]), alpha=settings.alpha,
+                                     temperature=settings.temperature, exclusive=exclusive)
+                loss = parts.total + weighted_aux_loss(out.aux_losses, aux_weights)
                 router_value = 0.0
-                if use_router and captured:
+                if use_router:
                     t_router = torch.from_numpy(np.concatenate([targets.router[i] for i in index]))
-                    r = router_kl(captured[0], t_router, teacher_experts) * settings.router_weight
-                    tensors.append(r)
-                    grads.append(torch.ones_like(r))
+                    r = router_kl(out.router_logits[0], t_router, teacher_experts) * settings.router_weight
+                    loss = loss + r
                     router_value = float(r.detach())
                 optimizer.zero_grad(set_to_none=True)
-                torch.autograd.backward(tensors, grads)
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
                 optimizer.step()
                 schedule.step()
@@ -213,42 +195,11 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
                 break
     finally:
-        if hook is not None:
-            hook.remove()
         optimizer.zero_grad(set_to_none=True)
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
     return history
-
-
-def prune_module(module: MoEDocClassifier, features: Features, prune: PruneSettings, *, expert_policy: str,
-                 d_hidden: Optional[int]) -> PruneReport:
-    """Prune ``module`` in place by the ``[distill.prune]`` settings, measuring expert
-    usage and unit importance with its own routing on ``features``."""
-    before = n_parameters(module)
-    importance = measure_moe_importance(module, (inputs for _, inputs in features.batches(64)))
-    share = importance.expert_share()
-    n_experts = module.n_experts
-    keep = [e for e in range(n_experts) if float(share[e]) >= prune.min_expert_share]
-    if prune.n_experts is not None and len(keep) > prune.n_experts:
-        keep = sorted(sorted(keep, key=lambda e: -float(share[e]))[:prune.n_experts])
-    if not keep:
-        raise ValueError(Errors.E077.format(key="prune.min_expert_share", value=prune.min_expert_share,
-                                            reason=f"no expert has that share (shares: {share.tolist()})"))
-    if len(keep) < n_experts:
-        select_experts(module, keep, policy=expert_policy, importance=importance)
-    d_ff_old = module.moe[0].d_ff if len(module.moe) else 0
-    d_ff = max(1, int(round(d_ff_old * prune.ffn_keep))) if d_ff_old else 0
-    if len(module.moe) and d_ff < d_ff_old:
-        prune_expert_units(module, d_ff, importance.units[:, keep])
-    new_hidden = d_hidden
-    if d_hidden is not None and prune.encoder_keep < 1.0:
-        new_hidden = max(1, int(round(d_hidden * prune.encoder_keep)))
-        if not prune_encoder_units(module.encoder, new_hidden):
-            new_hidden = d_hidden
-    return PruneReport(keep, [round(float(s), 4) for s in share], [d_ff_old, d_ff], [d_hidden, new_hidden],
-                       [before, n_parameters(module)])
 
 
 def distill(
@@ -318,10 +269,11 @@ def distill(
     with _Progress(progress) as bar:
         bar.log(f"teacher {teacher}: {n_parameters(t_module):,} parameters; {n_docs} training docs"
                 + (f" + {len(s_docs) - n_docs} crops" if len(s_docs) > n_docs else ""))
-        view: TeacherView = teacher_view(t_pipe.model, t_docs, exclusive=exclusive, with_router=use_router,
+        view: TeacherView = teacher_view(t_pipe.model, t_docs, with_router=use_router,
                                          with_importance=settings.init_from_teacher)
-        s_model_cfg = cfg["components"][s_name]["model"]
-        n_student = int(s_model_cfg.get("n_experts", 4))
+        # shapes come from the built models (their validated settings), never from
+        # config dicts with defaults restated
+        n_student = int(s_nlp.get_pipe(s_name).model.attrs["n_experts"])
         ranked = None
         if settings.init_from_teacher and view.importance is not None and n_student <= t_module.n_experts:
             ranked = rank_experts(view.importance, n_student)
@@ -333,15 +285,15 @@ def distill(
         s_module = torch_module(s_pipe.model)
         transfer = Transfer()
         if settings.init_from_teacher:
-            t_model_cfg = t_nlp.config["components"][t_name]["model"]
+            s_attrs, t_attrs = s_pipe.model.attrs, t_pipe.model.attrs
             transfer = init_from_teacher(
                 s_module, t_module, teacher_experts=ranked, importance=view.importance,
                 expert_policy=settings.expert_policy,
-                student_hashing=EncoderHashing.from_config(s_model_cfg.get("encoder", {})),
-                teacher_hashing=EncoderHashing.from_config(t_model_cfg.get("encoder", {})),
+                student_hashing=EncoderHashing.of(s_attrs["token_featurizer"]),
+                teacher_hashing=EncoderHashing.of(t_attrs["token_featurizer"]),
                 row_counts=view.row_counts,
-                same_ngrams=s_model_cfg.get("ngram_size", 2) == t_model_cfg.get("ngram_size", 2),
-                **shared_knowledge(s_pipe.featurizer, t_pipe.featurizer, int(s_model_cfg.get("d_knowledge", 16))))
+                same_ngrams=s_attrs["ngram_size"] == t_attrs["ngram_size"],
+                **shared_knowledge(s_pipe.featurizer, t_pipe.featurizer, s_module.knowledge_bag.embedding_dim))
             bar.log("student initialised from the teacher: " + ("; ".join(transfer.parts) or "nothing fitted"))
         if ranked is not None and transfer.teacher_experts is None:
             # the experts did not come from the teacher: rules keep their own expert ids
@@ -358,15 +310,12 @@ def distill(
                       aux_weights=aux, dev=dev_pair, teacher_experts=teacher_experts,
                       max_seconds=settings.max_seconds, progress=bar)
 
-        encoder_cfg = s_model_cfg.get("encoder", {})
-        d_hidden = int(encoder_cfg["d_hidden"]) if "d_hidden" in encoder_cfg and encoder_cfg.get("depth", 1) else None
-        report = prune_module(s_module, features, settings.prune, expert_policy=settings.expert_policy,
-                              d_hidden=d_hidden)
+        report = prune_module(s_module, (inputs for _, inputs in features.batches(64)), settings.prune,
+                              expert_policy=settings.expert_policy)
         bar.log(f"pruned: experts kept {report.experts} (shares {report.expert_share}), expert d_ff "
                 f"{report.d_ff[0]} -> {report.d_ff[1]}, encoder d_hidden {report.d_hidden[0]} -> "
                 f"{report.d_hidden[1]}, parameters {report.params[0]:,} -> {report.params[1]:,}")
-        cfg = pruned_config(cfg, s_name, n_experts=len(report.experts), d_ff=report.d_ff[1],
-                            d_hidden=report.d_hidden[1])
+        cfg = pruned_config(cfg, s_name, s_module)
         s_nlp = rebuild_student(s_nlp, s_name, cfg, experts=report.experts, examples=examples,
                                 state=s_module.state_dict())
         s_pipe = s_nlp.get_pipe(s_name)
@@ -396,4 +345,4 @@ def distill(
     return result
 
 
-__all__ = ["DistillResult", "PruneReport", "distill", "fit", "predict_scores", "prune_module"]
+__all__ = ["DistillResult", "PruneReport", "distill", "fit", "predict_scores"]

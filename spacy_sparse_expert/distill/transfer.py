@@ -1,5 +1,6 @@
-"""Initialise a student classifier from its teacher's weights where shapes allow,
-pure PyTorch. What carries over (each part only when it fits; the rest keeps its
+"""Initialise a student classifier from its teacher's weights where shapes allow, in
+torch (the hashing compared is read from the built models' featurizers, not from
+config dicts). What carries over (each part only when it fits; the rest keeps its
 fresh initialisation):
 
 * the MoE layers (same token width and knowledge width): the teacher's most used
@@ -19,32 +20,33 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..ml.featurize import HashFeaturizer
 from ..ml.torch.classifier import MoEDocClassifier
-from .prune import MoEImportance, prune_encoder_units, prune_expert_units, select_experts
+from ..ml.torch.pruning import MoEImportance, prune_encoder_units, prune_expert_units, select_experts
 
 
 @dataclass
 class EncoderHashing:
-    """How token ids are hashed into the embedding table (HashEncoder settings)."""
+    """How token ids are hashed into the embedding table (a HashEncoder's featurizer)."""
 
     attrs: List[str]
     rows: List[int]
     n_hashes: int
-    window_size: int
+    seed: int = 0
 
     @classmethod
-    def from_config(cls, encoder_cfg: Mapping[str, Any]) -> Optional["EncoderHashing"]:
-        """From a config's ``[...model.encoder]`` section; None for other encoders."""
-        if "HashEncoder" not in str(encoder_cfg.get("@architectures", "")):
+    def of(cls, featurizer: Any) -> Optional["EncoderHashing"]:
+        """The hashing of a built model's token featurizer (``model.attrs
+        ["token_featurizer"]``); None for encoders that do not hash (transformers)."""
+        if not isinstance(featurizer, HashFeaturizer):
             return None
-        return cls([str(a).upper() for a in encoder_cfg.get("attrs", ["NORM", "PREFIX", "SUFFIX", "SHAPE"])],
-                   [int(r) for r in encoder_cfg.get("rows", [5000, 2500, 2500, 2500])],
-                   int(encoder_cfg.get("n_hashes", 2)), int(encoder_cfg.get("window_size", 1)))
+        return cls(list(featurizer.attrs), [int(r) for r in featurizer.rows], int(featurizer.n_hashes),
+                   int(featurizer.seed))
 
 
 @dataclass
@@ -141,7 +143,8 @@ def init_from_teacher(
     if student_hashing is not None and teacher_hashing is not None and "encoder.embed.weight" in target:
         s_w, t_w = target["encoder.embed.weight"], source.get("encoder.embed.weight")
         same_keys = (student_hashing.attrs == teacher_hashing.attrs
-                     and student_hashing.n_hashes == teacher_hashing.n_hashes)
+                     and student_hashing.n_hashes == teacher_hashing.n_hashes
+                     and student_hashing.seed == teacher_hashing.seed)
         if t_w is not None and same_keys and s_w.shape[1] == t_w.shape[1]:
             if student_hashing.rows == teacher_hashing.rows:
                 taken["encoder.embed.weight"] = t_w

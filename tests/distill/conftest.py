@@ -15,8 +15,9 @@ from spacy.training import Example
 from thinc.api import Config
 
 from spacy_sparse_expert.distill import load_student_config
-from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
-from spacy_sparse_expert.kb.loaders import load_kb_v1, load_rules_v1
+from spacy_sparse_expert.kb.compile import compile_kb
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 LABELS = ["business", "politics", "sport"]
@@ -124,7 +125,7 @@ def student_config(knowledge: bool = True, **distill: Any) -> Config:
 @pytest.fixture(scope="session")
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("distill_kb")
-    KnowledgeBase.from_rdf([FIXTURES / "component_kb.ttl"]).to_disk(path)
+    compile_kb([FIXTURES / "component_kb.ttl"]).to_disk(path)
     return path
 
 

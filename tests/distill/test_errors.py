@@ -9,7 +9,7 @@ import pytest
 import spacy
 
 from spacy_sparse_expert.distill import distill, load_student_config
-from spacy_sparse_expert.distill.config import DEFAULT_STUDENT_CONFIG, DistillSettings
+from spacy_sparse_expert.distill.config import DistillSettings, student_config_text
 
 from .conftest import make_docbin, student_config
 
@@ -123,6 +123,8 @@ def test_output_that_is_another_folder(tmp_path: Path, teacher_dir: Path, data_d
 
 
 def test_shipped_config_is_the_built_in_default() -> None:
-    shipped = load_student_config(REPO / "configs" / "distill.cfg")
-    assert shipped == load_student_config(None)
-    assert (REPO / "configs" / "distill.cfg").read_text(encoding="utf8") == DEFAULT_STUDENT_CONFIG.lstrip()
+    # configs/distill.cfg is the package's student.cfg (a link), not a copy kept in step
+    shipped = REPO / "configs" / "distill.cfg"
+    assert shipped.resolve() == (REPO / "spacy_sparse_expert" / "distill" / "student.cfg").resolve()
+    assert load_student_config(shipped) == load_student_config(None)
+    assert shipped.read_text(encoding="utf8") == student_config_text()

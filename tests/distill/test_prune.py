@@ -1,4 +1,4 @@
-"""distill/prune.py and distill/transfer.py on small torch modules: pruning removes
+"""ml/torch/pruning.py, distill/prune.py and distill/transfer.py on small torch modules: pruning removes
 exactly the chosen experts and neurons, really shrinks the tensors, and transfer
 seeds a student with the teacher's weights."""
 from __future__ import annotations
@@ -7,12 +7,13 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from spacy_sparse_expert.distill.prune import (encoder_unit_magnitude, measure_moe_importance, merge_experts,
-                                               n_parameters, prune_encoder_units, prune_expert_units,
-                                               rank_experts, select_experts)
+from spacy_sparse_expert.distill.prune import rank_experts
 from spacy_sparse_expert.distill.transfer import EncoderHashing, fold_rows, init_from_teacher
 from spacy_sparse_expert.ml.torch.classifier import MoEDocClassifier
 from spacy_sparse_expert.ml.torch.encoder import HashEncoder
+from spacy_sparse_expert.ml.torch.pruning import (encoder_unit_magnitude, measure_moe_importance, merge_experts,
+                                                  n_parameters, prune_encoder_units, prune_expert_units,
+                                                  select_experts)
 
 ROWS = [40, 20]
 
@@ -59,7 +60,7 @@ def test_select_experts_keeps_exactly_the_chosen_ones() -> None:
     assert torch.equal(moe.experts.w_in, before["moe.0.experts.w_in"][[3, 1]])
     assert torch.equal(moe.router.gate.weight, before["moe.0.router.gate.weight"][[3, 1]])
     out = model(**batch(n_experts=2))
-    assert out.scores.shape == (3, 3) and set(out.expert_indices.flatten().tolist()) <= {0, 1}
+    assert out.logits.shape == (3, 3) and set(out.expert_indices.flatten().tolist()) <= {0, 1}
 
 
 def test_merge_experts_averages_dropped_into_the_most_similar_kept() -> None:
@@ -89,12 +90,12 @@ def test_prune_expert_units_keeps_the_most_important_neurons() -> None:
 def test_prune_encoder_units_is_structured_magnitude_pruning() -> None:
     model = classifier(d_hidden=12, depth=2)
     x = batch()
-    full = model(**x).scores
+    full = model(**x).logits
     block = model.encoder.blocks[0]
     order = encoder_unit_magnitude(block).argsort(descending=True)
     kept_up = block.up.weight[order[:7].sort().values].detach().clone()
     assert prune_encoder_units(model.encoder, 12) == 2  # keeping every unit changes nothing
-    assert torch.allclose(model(**x).scores, full, atol=1e-6)
+    assert torch.allclose(model(**x).logits, full, atol=1e-6)
     prune_encoder_units(model.encoder, 7)
     for b in model.encoder.blocks:
         assert b.up.weight.shape == (7, 8) and b.down.weight.shape == (8, 7)
@@ -135,9 +136,9 @@ def test_init_from_teacher_takes_top_experts_and_folded_embeddings() -> None:
     student = classifier(n_experts=3, k=1, d_ff=8, rows=[20, 10], d_hidden=6, depth=1)
     imp = measure_moe_importance(teacher, [batch(n_experts=6)])
     top = rank_experts(imp, 3)
-    hashing = EncoderHashing(["NORM", "SHAPE"], [40, 20], 2, 1)
+    hashing = EncoderHashing(["NORM", "SHAPE"], [40, 20], 2)
     result = init_from_teacher(student, teacher, teacher_experts=top, importance=imp,
-                               student_hashing=EncoderHashing(["NORM", "SHAPE"], [20, 10], 2, 1),
+                               student_hashing=EncoderHashing(["NORM", "SHAPE"], [20, 10], 2),
                                teacher_hashing=hashing)
     assert result.teacher_experts == top
     assert torch.equal(student.moe[0].router.gate.weight, teacher.moe[0].router.gate.weight[top])

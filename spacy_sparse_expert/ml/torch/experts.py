@@ -168,38 +168,6 @@ class Experts(nn.Module):
         hidden = self._hidden(up, gate)
         return gmm(hidden, self.w_out.to(dtype), offs=offs) + self.b_out.to(dtype)[row_expert]
 
-    def select(self, keep: Tensor) -> "Experts":
-        """Copy with only experts ``keep`` (1-D long), in that order."""
-        return self._copy_with(keep, None)
-
-    def prune_ffn(self, keep_per_expert: Tensor) -> "Experts":
-        """Copy with each expert's hidden units narrowed to ``keep_per_expert``
-        ((E, d_ff_new) long indices into d_ff)."""
-        return self._copy_with(None, keep_per_expert)
-
-    def _copy_with(self, keep: Optional[Tensor], hidden_keep: Optional[Tensor]) -> "Experts":
-        experts = keep if keep is not None else torch.arange(self.n_experts, device=self.w_in.device)
-        d_ff = self.d_ff if hidden_keep is None else int(hidden_keep.shape[1])
-        new = Experts(int(experts.numel()), self.d_model, d_ff, activation=self.activation).to(
-            device=self.w_in.device, dtype=self.w_in.dtype
-        )
-        with torch.no_grad():
-            for name in ("w_in", "b_in", "w_gate", "b_gate", "w_out", "b_out"):
-                src = getattr(self, name)
-                if src is None:
-                    continue
-                value = src[experts]
-                if hidden_keep is not None:
-                    idx = hidden_keep.to(value.device)
-                    if name in ("w_in", "w_gate"):  # (E, d_model, d_ff)
-                        value = torch.gather(value, 2, idx[:, None, :].expand(-1, self.d_model, -1))
-                    elif name in ("b_in", "b_gate"):  # (E, d_ff)
-                        value = torch.gather(value, 1, idx)
-                    elif name == "w_out":  # (E, d_ff, d_model)
-                        value = torch.gather(value, 1, idx[:, :, None].expand(-1, -1, self.d_model))
-                getattr(new, name).copy_(value)
-        return new
-
     def extra_repr(self) -> str:
         return (
             f"n_experts={self.n_experts}, d_model={self.d_model}, d_ff={self.d_ff}, "

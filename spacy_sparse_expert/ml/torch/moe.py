@@ -32,7 +32,7 @@ group sizes on the host, then one of three backends runs the experts:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -273,45 +273,6 @@ class SparseMoE(nn.Module):
             routing.weights.reshape(*lead, self.k),
             dropped.reshape(*lead, self.k),
         )
-
-    # -- pruning (used by distillation) -------------------------------------
-    def select_experts(self, keep: Union[Sequence[int], Tensor]) -> "SparseMoE":
-        """A new layer with only the experts in ``keep`` (in that order), their router
-        rows and weights copied; k becomes min(k, len(keep)). A caller passing
-        ``router_bias`` must slice its last dimension with the same ``keep``."""
-        keep_t = torch.as_tensor(keep, dtype=torch.long, device=self.experts.w_in.device).reshape(-1)
-        if keep_t.numel() == 0:
-            raise ValueError("select_experts needs at least one expert to keep, got []")
-        new = self._empty_like(n_experts=int(keep_t.numel()), k=min(self.k, int(keep_t.numel())), d_ff=self.d_ff)
-        new.router = self.router.select_experts(keep_t)
-        new.experts = self.experts.select(keep_t)
-        return new
-
-    def prune_ffn(self, keep_per_expert: Tensor) -> "SparseMoE":
-        """A new layer whose experts keep only hidden units ``keep_per_expert``
-        ((E, d_ff_new) long indices into d_ff); the router is copied unchanged."""
-        if keep_per_expert.dim() != 2 or keep_per_expert.shape[0] != self.n_experts:
-            raise ValueError(
-                f"keep_per_expert must have shape (n_experts={self.n_experts}, d_ff_new), "
-                f"got {tuple(keep_per_expert.shape)}"
-            )
-        new = self._empty_like(n_experts=self.n_experts, k=self.k, d_ff=int(keep_per_expert.shape[1]))
-        new.router.load_state_dict(self.router.state_dict())
-        new.experts = self.experts.prune_ffn(keep_per_expert.long())
-        return new
-
-    def _empty_like(self, *, n_experts: int, k: int, d_ff: int) -> "SparseMoE":
-        return SparseMoE(
-            self.d_model,
-            d_ff,
-            n_experts,
-            k,
-            n_knowledge=self.n_knowledge,
-            capacity_factor=self.capacity_factor,
-            activation=self.activation,
-            jitter_noise=self.router.jitter_noise,
-            dispatch=self.dispatch,
-        ).to(device=self.experts.w_in.device, dtype=self.experts.w_in.dtype)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, capacity_factor={self.capacity_factor}, dispatch={self.dispatch!r}"

@@ -111,21 +111,5 @@ class TopKRouter(nn.Module):
         weights = top_probs / top_probs.sum(dim=-1, keepdim=True).clamp_min(1e-20)
         return RouterOutput(logits, probs, weights, indices)
 
-    def select_experts(self, keep: Tensor) -> "TopKRouter":
-        """A copy that only scores the experts in ``keep`` (1-D long), in that order."""
-        new = TopKRouter(
-            self.d_model,
-            int(keep.numel()),
-            min(self.k, int(keep.numel())),
-            n_knowledge=self.n_knowledge,
-            jitter_noise=self.jitter_noise,
-        ).to(device=self.gate.weight.device, dtype=self.gate.weight.dtype)
-        with torch.no_grad():
-            new.gate.weight.copy_(self.gate.weight[keep])
-            new.gate.bias.copy_(self.gate.bias[keep])
-            if self.knowledge_proj is not None and new.knowledge_proj is not None:
-                new.knowledge_proj.weight.copy_(self.knowledge_proj.weight[keep])
-        return new
-
 
 __all__ = ["RouterOutput", "TopKRouter", "at_least_fp32"]

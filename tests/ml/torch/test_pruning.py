@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from spacy_sparse_expert.ml.torch import SparseMoE
+from spacy_sparse_expert.ml.torch.pruning import prune_moe_ffn, select_moe_experts
 
 D_MODEL, D_FF, N_KNOW = 16, 24, 5
 
@@ -20,7 +21,7 @@ def test_select_experts_matches_on_tokens_routed_to_kept_experts() -> None:
     moe = make_moe()
     x, kn = torch.randn(200, D_MODEL), torch.randn(200, N_KNOW)
     keep = [3, 1, 2]
-    small = moe.select_experts(keep)
+    small = select_moe_experts(moe, keep)
     assert small.n_experts == 3 and small.k == 2
     assert small.router.gate.weight.shape == (3, D_MODEL)
     full = moe(x, kn)
@@ -37,9 +38,9 @@ def test_select_experts_matches_on_tokens_routed_to_kept_experts() -> None:
 
 def test_select_experts_caps_k_and_rejects_empty() -> None:
     moe = make_moe()
-    assert moe.select_experts([2]).k == 1
+    assert select_moe_experts(moe, [2]).k == 1
     with pytest.raises(ValueError, match="at least one"):
-        moe.select_experts([])
+        select_moe_experts(moe, [])
 
 
 @pytest.mark.parametrize("activation", ["gelu", "swiglu"])
@@ -47,7 +48,7 @@ def test_prune_ffn_permutation_is_lossless(activation: str) -> None:
     moe = make_moe(activation)
     x, kn = torch.randn(30, D_MODEL), torch.randn(30, N_KNOW)
     perm = torch.stack([torch.randperm(D_FF) for _ in range(4)])
-    torch.testing.assert_close(moe.prune_ffn(perm)(x, kn).output, moe(x, kn).output)
+    torch.testing.assert_close(prune_moe_ffn(moe, perm)(x, kn).output, moe(x, kn).output)
 
 
 def test_prune_ffn_drops_dead_units_exactly() -> None:
@@ -58,12 +59,12 @@ def test_prune_ffn_drops_dead_units_exactly() -> None:
             dead = torch.ones(D_FF, dtype=torch.bool)
             dead[keep[e]] = False
             moe.experts.w_out[e, dead] = 0.0
-    small = moe.prune_ffn(keep)
+    small = prune_moe_ffn(moe, keep)
     assert small.d_ff == 12 and small.experts.w_in.shape == (4, D_MODEL, 12)
     x, kn = torch.randn(30, D_MODEL), torch.randn(30, N_KNOW)
     torch.testing.assert_close(small(x, kn).output, moe(x, kn).output)
     with pytest.raises(ValueError, match="keep_per_expert"):
-        moe.prune_ffn(keep[:2])
+        prune_moe_ffn(moe, keep[:2])
 
 
 def test_importance_helpers_pick_what_matters() -> None:
@@ -87,6 +88,6 @@ def test_importance_helpers_pick_what_matters() -> None:
     assert scores.shape == (4, D_FF) and (scores[:, :4] == 0).all()
     keep = top_units(scores, D_FF - 4)
     assert keep.shape == (4, D_FF - 4) and (keep >= 4).all()
-    torch.testing.assert_close(moe.prune_ffn(keep)(x, kn).output, moe(x, kn).output)
+    torch.testing.assert_close(prune_moe_ffn(moe, keep)(x, kn).output, moe(x, kn).output)
     with pytest.raises(ValueError, match="d_ff_new"):
         top_units(scores, 0)
