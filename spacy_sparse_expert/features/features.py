@@ -26,7 +26,8 @@ from spacy.vocab import Vocab
 from .annotations import DEFAULT_LABEL, DocAnnotations, LinkRecord, RuleHit, register_extensions, write_annotations
 from ..kb.graph_features import sorted_unique
 from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
-from .linker import AliasLinker, LinkerConfig, LinkResult, blank_tokenizer, get_linker
+from .disambiguation import LinkResult
+from .linker import AliasLinker, LinkerConfig, blank_tokenizer, get_linker
 from .rule_matcher import RuleHits, RuleMatcher, csr_gather
 
 if TYPE_CHECKING:  # pragma: no cover

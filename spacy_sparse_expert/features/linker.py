@@ -1,5 +1,6 @@
 """Alias-matching entity linker: KB aliases -> PhraseMatcher(attr="LOWER") -> longest
-non-overlapping matches -> noise filters -> disambiguation by prior and document context.
+non-overlapping matches -> noise filters -> disambiguation by prior and document context
+(`disambiguation.py`).
 
 Like spaCy's EntityLinker the KB is injected, but candidates come from matching the KB's
 alias table against the text instead of from an NER component, so linking needs no
@@ -7,7 +8,6 @@ trained model. The matcher is built once per (KB, vocab) and reused for every do
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple
 
@@ -17,8 +17,8 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
-from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY
 from ..kb.knowledge_base import normalize_alias
+from .disambiguation import ContextDisambiguator, LinkResult, Mention
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -80,23 +80,6 @@ class AliasTable:
     cand_indptr: np.ndarray         # int64 (n_aliases + 1,)
     cand_entity: np.ndarray         # int64 (nnz,) entity row in the KB
     cand_prior: np.ndarray          # float32 (nnz,) P(entity | alias)
-
-
-@dataclass
-class LinkResult:
-    """Linked mentions of one doc, sorted by start. Arrays of length n_mentions."""
-
-    starts: np.ndarray              # int64 token start
-    ends: np.ndarray                # int64 token end (exclusive)
-    entities: np.ndarray            # int64 entity row in the KB
-    priors: np.ndarray              # float32 prior of the chosen entity for the alias
-    n_candidates: np.ndarray        # int64 number of candidates the alias had
-    lowercase: np.ndarray           # bool: written without capitals (a concept reading)
-
-    @classmethod
-    def empty(cls) -> "LinkResult":
-        z = np.zeros((0,), dtype=np.int64)
-        return cls(z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), z.copy(), np.zeros((0,), dtype=bool))
 
 
 def alias_table(kb: "KnowledgeBase") -> AliasTable:
@@ -172,8 +155,7 @@ class AliasLinker:
             self.matcher.add("KB_ALIAS", patterns)
         self._lowercase_alias = np.array([t == t.lower() for t in table.texts], dtype=bool)
         self._cands: Dict[Tuple[Tuple[int, ...], int], Tuple[np.ndarray, np.ndarray]] = {}
-        self._arrays = kb.entity_arrays
-        self._sig_cache: Dict[int, Dict[int, float]] = {}
+        self._disambiguate = ContextDisambiguator(kb.entity_arrays, self.cfg)
         self._titles = {vocab.strings.add(t.lower()) for t in self.cfg.titles}
         self._sent_break_arr = np.array(sorted(vocab.strings.add(x) for x in _SENT_BREAK), dtype=np.uint64)
 
@@ -253,7 +235,7 @@ class AliasLinker:
         lower_words: Optional[set] = None
         name_words: set = set()
         n_tok = len(doc)
-        mentions: List[Tuple[int, int, Tuple[np.ndarray, np.ndarray], bool]] = []
+        mentions: List[Mention] = []
         for _, start, end in matches:
             key = tuple(lowers[start:end])
             if key not in self._key2alias:  # pragma: no cover - matcher and table agree
@@ -295,108 +277,7 @@ class AliasLinker:
             mentions.append((start, end, cands, case == CASE_LOWER))
         if not mentions:
             return LinkResult.empty()
-        return self._disambiguate(doc, _longest_first(mentions))
-
-    def _disambiguate(self, doc: Doc, mentions: List[Tuple[int, int, Tuple[np.ndarray, np.ndarray], bool]]
-                      ) -> LinkResult:
-        cfg = self.cfg
-        n = len(mentions)
-        # Context profile: types and predicates of the confidently linked entities
-        # (a single candidate, or a prior of at least confident_prior).
-        ctx_counts: Counter = Counter()
-        ctx_entities: Counter = Counter()
-        tops: List[Optional[int]] = []
-        for _, _, (ents, pri), _ in mentions:
-            if len(ents) == 1 or pri[0] >= cfg.confident_prior:
-                top = int(ents[0])
-                ctx_entities[top] += 1
-                ctx_counts.update(self._signature(top).keys())
-                tops.append(top)
-            else:
-                tops.append(None)
-        chosen: List[int] = []
-        prior: List[float] = []
-        kept: List[int] = []
-        n_cands: List[int] = []
-        for j, (_, _, (ents, pri), _) in enumerate(mentions):
-            flat = len(ents) > cfg.max_flat_candidates and pri[0] < cfg.flat_prior
-            if len(ents) == 1 or not ctx_entities:
-                if not flat:  # else nothing to disambiguate a very ambiguous alias with
-                    chosen.append(int(ents[0]))
-                    prior.append(float(pri[0]))
-                    kept.append(j)
-                    n_cands.append(len(ents))
-                continue
-            # Re-rank every ambiguous mention (confident ones too) by prior + context;
-            # a confident mention's own contribution to the context is left out.
-            own = tops[j]
-            best, best_score, best_sim, second = 0, -1.0, 0.0, -1.0
-            for k, ent in enumerate(ents.tolist()):
-                sim = self._context_similarity(ent, ctx_counts, own=own)
-                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own):
-                    sim += cfg.neighbour_weight
-                score = float(pri[k]) + cfg.context_weight * sim
-                if score > best_score:
-                    best, best_score, best_sim, second = k, score, sim, best_score
-                elif score > second:
-                    second = score
-            if flat and (best_sim < cfg.min_context_support or best_score - second < cfg.min_margin):
-                continue
-            chosen.append(int(ents[best]))
-            prior.append(float(pri[best]))
-            kept.append(j)
-            n_cands.append(len(ents))
-        starts = [mentions[j][0] for j in kept]
-        ends = [mentions[j][1] for j in kept]
-        return LinkResult(
-            np.array(starts, dtype=np.int64),
-            np.array(ends, dtype=np.int64),
-            np.array(chosen, dtype=np.int64),
-            np.array(prior, dtype=np.float32),
-            np.array(n_cands, dtype=np.int64),
-            np.array([mentions[j][3] for j in kept], dtype=bool),
-        )
-
-    def _signature(self, ent: int) -> Dict[int, float]:
-        """An entity's context signature: its type ids and (negated) predicate ids, each
-        weighted by IDF so that rare, specific types ("football club") count more than
-        generic ones ("location")."""
-        got = self._sig_cache.get(ent)
-        if got is None:
-            a = self._arrays
-            # the nearest types only: a deep hierarchy would make every mention cost its depth
-            begin = int(a.types_indptr[ent])
-            ts = a.types[begin : min(int(a.types_indptr[ent + 1]), begin + DEFAULT_MAX_TYPES_PER_ENTITY)]
-            ps = a.preds[a.preds_indptr[ent] : a.preds_indptr[ent + 1]]
-            got = dict(zip(ts.tolist(), a.type_idf[ts].tolist()))
-            got.update(zip((-1 - ps).tolist(), a.pred_idf[ps].tolist()))
-            self._sig_cache[ent] = got
-        return got
-
-    def _context_similarity(self, ent: int, ctx: Dict[int, int], own: Optional[int]) -> float:
-        """IDF-weighted fraction of the candidate's signature that other confidently
-        linked entities of the doc share (0..1)."""
-        sig = self._signature(ent)
-        total = sum(sig.values())
-        if not ctx or total <= 0.0:
-            return 0.0
-        own_sig = self._signature(own) if own is not None else {}
-        hit = sum(w for f, w in sig.items() if ctx.get(f, 0) - (f in own_sig) > 0)
-        return hit / total
-
-    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int]) -> bool:
-        """Direct evidence for a candidate: the same entity is linked confidently
-        elsewhere in the doc ("England cricket team ... England"), or a KB edge joins it
-        to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge")."""
-        if ctx_entities.get(ent, 0) - (ent == own) > 0:
-            return True
-        others = [x for x, c in ctx_entities.items() if c - (x == own) > 0 and x != ent]
-        a = self._arrays
-        nb = a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]]
-        if not others or not len(nb):
-            return False
-        pos = np.minimum(np.searchsorted(nb, others), len(nb) - 1)  # neighbour rows are sorted
-        return bool((nb[pos] == others).any())
+        return self._disambiguate(_longest_first(mentions))
 
 
 def _longest_first(mentions: List[Tuple]) -> List[Tuple]:
@@ -430,4 +311,4 @@ def get_linker(vocab: Vocab, kb: "KnowledgeBase", config: Optional[LinkerConfig]
     return kb.derived(("alias_linker", vocab, config), lambda: AliasLinker(vocab, kb, make_doc=make_doc, config=config))
 
 
-__all__ = ["AliasLinker", "AliasTable", "LinkerConfig", "LinkResult", "alias_table", "blank_tokenizer", "get_linker"]
+__all__ = ["AliasLinker", "AliasTable", "LinkerConfig", "alias_table", "blank_tokenizer", "get_linker"]

@@ -13,9 +13,9 @@ import pyoxigraph as ox
 
 from ..errors import Errors, KBImportError
 from .graph_features import ENGINES as GRAPH_ENGINES
-from .rdf_sources import DEFAULT_MAX_XML_DEPTH
 from .source_stream import DEFAULT_MAX_BYTES
 from .sparql import DEFAULT_MAX_RESPONSE_BYTES
+from .untrusted import DEFAULT_MAX_XML_DEPTH
 
 RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 RDFS = "http://www.w3.org/2000/01/rdf-schema#"

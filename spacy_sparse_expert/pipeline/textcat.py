@@ -3,12 +3,8 @@
 Like spaCy's textcat / textcat_multilabel: they fill ``doc.cats``. The model is a
 knowledge-biased sparse MoE (``spacy-sparse-expert.MoETextCat.v1``); the KB and the
 rules come in through ``initialize(kb_loader=..., rules_loader=...)`` (as spaCy's
-entity_linker gets its KB) and are saved with the component:
-
-    <component>/cfg     JSON settings, labels and the knowledge id space size
-    <component>/model   the torch weights, safetensors
-    <component>/kb/     the compiled KnowledgeBase (if any)
-    <component>/rules   the RuleSet as JSONL (if any)
+entity_linker gets its KB) and are saved with the component (``serialize.py``). The
+factories and default config are in ``factories.py``.
 """
 # No `from __future__ import annotations`: spaCy validates initialize()'s settings
 # with a pydantic model built from this signature, which needs real types.
@@ -17,14 +13,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
-import srsly
-from spacy import util
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model
+from thinc.api import Model
 
 from ..errors import Errors
 from ..features.annotations import write_annotations
@@ -33,122 +27,15 @@ from ..kb.knowledge_base import KnowledgeBase
 from ..rules.rule_labels import warn_unknown_rule_labels
 from ..rules.rules import RuleSet
 from ..ml import architectures  # noqa: F401  (registers the model architectures)
-from ..ml.architectures import fit_bow_idf, load_weights, set_knowledge, torch_module
+from ..ml.architectures import fit_bow_idf, set_knowledge
 from ..ml.output import aux_loss
-from ..ml.wrapper import state_to_bytes
 from . import scorer as _scorer  # noqa: F401  (registers the scorers)
+from . import serialize
 from .gold import gold_arrays
 
 if not Doc.has_extension("routing"):
     # list of (token_i, [experts], [weights]) of the first MoE layer, when store_routing
     Doc.set_extension("routing", default=None)
-
-DEFAULT_MODEL_CONFIG = """
-[model]
-@architectures = "spacy-sparse-expert.MoETextCat.v1"
-exclusive_classes = {exclusive}
-n_experts = 4
-k = 2
-d_ff = 128
-capacity_factor = null
-n_moe_layers = 1
-d_knowledge = 16
-pooling = "attention"
-bow_rows = 262144
-ngram_size = 2
-dropout = 0.1
-nO = null
-
-[model.encoder]
-@architectures = "spacy-sparse-expert.HashEncoder.v1"
-width = 64
-attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
-rows = [5000, 2500, 2500, 2500]
-n_hashes = 2
-window_size = 1
-depth = 2
-d_hidden = 128
-dropout = 0.1
-"""
-DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG.format(exclusive="true"))["model"]
-DEFAULT_MULTILABEL_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG.format(exclusive="false"))["model"]
-
-_SCORE_WEIGHTS = {
-    "cats_score": 1.0,
-    "cats_score_desc": None,
-    "cats_micro_p": None,
-    "cats_micro_r": None,
-    "cats_micro_f": None,
-    "cats_macro_p": None,
-    "cats_macro_r": None,
-    "cats_macro_f": None,
-    "cats_macro_auc": None,
-    "cats_f_per_type": None,
-}
-_ASSIGNS = ["doc.cats", "doc.spans", "doc._.kb_entities", "doc._.rule_hits"]
-
-
-def _default_config(model: Any, threshold: float, scorer: str) -> Dict[str, Any]:
-    """The settings both factories share, with their own model, threshold and scorer."""
-    return {
-        "model": model,
-        "threshold": threshold,
-        "use_knowledge": True,
-        "store_routing": False,
-        "load_balancing_weight": 0.01,
-        "z_loss_weight": 0.001,
-        "max_batch_tokens": 100_000,
-        "scorer": {"@scorers": scorer},
-    }
-
-
-@Language.factory(
-    "sparse_expert_textcat",
-    assigns=_ASSIGNS,
-    default_config=_default_config(DEFAULT_MODEL, 0.0, "spacy-sparse-expert.textcat_scorer.v1"),
-    default_score_weights=_SCORE_WEIGHTS,
-)
-def make_sparse_expert_textcat(
-    nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
-    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
-) -> "SparseExpertTextCategorizer":
-    """Exclusive classes (softmax): exactly one label per document.
-
-    model (Model[List[Doc], Floats2d]): the classifier (MoETextCat.v1 by default).
-    threshold (float): unused for exclusive classes (kept for spaCy's scorer).
-    use_knowledge (bool): feed the KB and rules to the model; false turns every
-        knowledge input off (the model is the same otherwise).
-    store_routing (bool): record per-token experts and weights in ``doc._.routing``.
-    load_balancing_weight, z_loss_weight (float): weights of the MoE auxiliary losses.
-    max_batch_tokens (int): predict in parts of at most this many tokens (a longer doc is
-        a part of its own), so memory stays bounded when long docs (up to nlp.max_length,
-        1,000,000 characters) share a batch; 0 = no limit. Scores change only by float
-        rounding (without capacity_factor).
-    """
-    return SparseExpertTextCategorizer(
-        nlp.vocab, model, name, exclusive=True, threshold=threshold, use_knowledge=use_knowledge,
-        store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer, max_batch_tokens=max_batch_tokens,
-    )
-
-
-@Language.factory(
-    "sparse_expert_textcat_multilabel",
-    assigns=_ASSIGNS,
-    default_config=_default_config(DEFAULT_MULTILABEL_MODEL, 0.5, "spacy-sparse-expert.textcat_multilabel_scorer.v1"),
-    default_score_weights=_SCORE_WEIGHTS,
-)
-def make_sparse_expert_textcat_multilabel(
-    nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
-    load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
-) -> "SparseExpertTextCategorizer":
-    """Independent labels (sigmoid); a label counts as predicted at score >= threshold.
-    The other settings are those of ``sparse_expert_textcat``."""
-    return SparseExpertTextCategorizer(
-        nlp.vocab, model, name, exclusive=False, threshold=threshold, use_knowledge=use_knowledge,
-        store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer, max_batch_tokens=max_batch_tokens,
-    )
 
 
 class SparseExpertTextCategorizer(TrainablePipe):
@@ -398,102 +285,20 @@ class SparseExpertTextCategorizer(TrainablePipe):
     def add_to_rehearsal(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover
         raise NotImplementedError("rehearse is not supported by this component")
 
-    # --- serialization -----------------------------------------------------------------
-
-    def _knowledge_from(self, kb: Optional[KnowledgeBase], rules: Optional[RuleSet], where: Any) -> None:
-        self.set_knowledge(kb, rules)
-        for key in ("n_knowledge_ids", "n_dense"):
-            if self.cfg.get(key) is not None and self.cfg[key] != self.model.attrs[key]:
-                raise ValueError(Errors.E063.format(
-                    name=self.name, path=where, reason=f"cfg says {key}={self.cfg[key]}, the saved kb and rules "
-                                                       f"give {self.model.attrs[key]}: one is missing or replaced"))
-
-    def _load_cfg(self, read: Callable[[], Any], where: Any) -> None:
-        """Update cfg from `read()`, refusing what `to_disk`/`to_bytes` cannot have written."""
-        try:
-            cfg = read()
-        except (ValueError, OSError) as err:  # UnicodeDecodeError too, e.g. a planted pickle
-            reason = f"cfg is not JSON ({err})"
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=reason)) from None
-        labels = cfg.get("labels") if isinstance(cfg, dict) else None
-        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason="cfg has no list of labels"))
-        if not all(isinstance(cfg.get(k), (int, type(None))) for k in ("n_knowledge_ids", "n_dense")):
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason="cfg sizes are not integers"))
-        self.cfg.update(cfg)
-
-    def _load_vocab(self, load: Callable[[], Any], where: Any) -> None:
-        try:
-            load()
-        except Exception as err:  # noqa: BLE001 - spaCy's decoders raise many types for damaged data
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"bad vocab ({err})")) from None
+    # --- serialization (serialize.py) ---------------------------------------------------
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        serialize: Dict[str, Callable[[], Any]] = {
-            "cfg": lambda: srsly.json_dumps(self.cfg),
-            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
-            "model": lambda: state_to_bytes(torch_module(self.model)),
-        }
-        if self.kb is not None:
-            serialize["kb"] = self.kb.to_bytes
-        if self.rules is not None:
-            serialize["rules"] = self.rules.to_bytes
-        return util.to_bytes(serialize, exclude)
+        return serialize.to_bytes(self, exclude=exclude)
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
-        where = f"{self.name} (bytes)"
-        try:
-            msg = srsly.msgpack_loads(bytes_data)
-        except Exception as err:  # noqa: BLE001 - whatever the decoder raises, the bytes are not ours
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"not msgpack ({err})")) from None
-        missing = [key for key in ("cfg", "model") if key not in exclude and key not in msg] if isinstance(
-            msg, dict) else ["cfg", "model"]
-        if missing:
-            raise ValueError(Errors.E063.format(name=self.name, path=where, reason=f"no {' or '.join(missing)}"))
-        if "cfg" not in exclude:
-            self._load_cfg(lambda: srsly.json_loads(msg["cfg"]), where)
-        if "vocab" in msg and "vocab" not in exclude:
-            self._load_vocab(lambda: self.vocab.from_bytes(msg["vocab"], exclude=exclude), where)
-        kb = KnowledgeBase.from_bytes(msg["kb"]) if msg.get("kb") is not None else None
-        rules = RuleSet.from_bytes(msg["rules"]) if msg.get("rules") is not None else None
-        self._knowledge_from(kb, rules, where)
-        self._init_model()
-        if "model" not in exclude:
-            load_weights(self.model, msg["model"], source=where)
+        serialize.from_bytes(self, bytes_data, exclude=exclude)
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
-        path = util.ensure_path(path)
-        serialize: Dict[str, Callable[[Path], Any]] = {
-            "cfg": lambda p: srsly.write_json(p, self.cfg),
-            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
-            "model": lambda p: p.write_bytes(state_to_bytes(torch_module(self.model))),
-        }
-        if self.kb is not None:
-            serialize["kb"] = self.kb.to_disk
-        if self.rules is not None:
-            serialize["rules"] = self.rules.to_disk
-        util.to_disk(path, serialize, exclude)
+        serialize.to_disk(self, path, exclude=exclude)
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
-        path = util.ensure_path(path)
-        # cfg and weights are always written; loading without them would give a model
-        # with random weights that predicts without complaint.
-        missing = [name for name in ("cfg", "model") if name not in exclude and not (path / name).is_file()]
-        if missing:
-            reason = f"{' and '.join(missing)} missing (or not a file)"
-            raise ValueError(Errors.E063.format(name=self.name, path=path, reason=reason))
-        if "cfg" not in exclude:
-            self._load_cfg(lambda: srsly.read_json(path / "cfg"), path / "cfg")
-        if (path / "vocab").exists() and "vocab" not in exclude:
-            self._load_vocab(lambda: self.vocab.from_disk(path / "vocab", exclude=exclude), path / "vocab")
-        kb = KnowledgeBase.from_disk(path / "kb") if (path / "kb").exists() else None
-        rules = RuleSet.from_disk(path / "rules") if (path / "rules").exists() else None
-        self._knowledge_from(kb, rules, path)
-        self._init_model()
-        model_path = path / "model"
-        if "model" not in exclude:
-            load_weights(self.model, model_path, source=str(model_path))
+        serialize.from_disk(self, path, exclude=exclude)
         return self
 
 
@@ -512,9 +317,4 @@ def _token_batches(docs: List[Doc], max_tokens: int) -> List[List[Doc]]:
     return parts
 
 
-__all__ = [
-    "DEFAULT_MODEL_CONFIG",
-    "SparseExpertTextCategorizer",
-    "make_sparse_expert_textcat",
-    "make_sparse_expert_textcat_multilabel",
-]
+__all__ = ["SparseExpertTextCategorizer"]

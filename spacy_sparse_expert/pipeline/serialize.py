@@ -1,0 +1,135 @@
+"""Saving and loading a ``SparseExpertTextCategorizer`` (``textcat.py``), whose
+``to_bytes``/``from_bytes``/``to_disk``/``from_disk`` call these functions:
+
+    <component>/cfg     JSON settings, labels and the knowledge id space size
+    <component>/vocab   the vocab (unless excluded)
+    <component>/model   the torch weights, safetensors
+    <component>/kb/     the compiled KnowledgeBase (if any)
+    <component>/rules   the RuleSet as JSONL (if any)
+
+``to_bytes`` writes the same parts as one msgpack message. Loading refuses (E063, naming
+the component and the path) what saving cannot have written: no cfg or weights, a cfg
+that is not JSON or has no labels, a damaged vocab, a KB or rules other than the saved ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Union
+
+import srsly
+from spacy import util
+
+from ..errors import Errors
+from ..kb.knowledge_base import KnowledgeBase
+from ..ml.architectures import load_weights, torch_module
+from ..ml.wrapper import state_to_bytes
+from ..rules.rules import RuleSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .textcat import SparseExpertTextCategorizer
+
+
+def to_bytes(pipe: "SparseExpertTextCategorizer", *, exclude: Iterable[str] = tuple()) -> bytes:
+    serialize: Dict[str, Callable[[], Any]] = {
+        "cfg": lambda: srsly.json_dumps(pipe.cfg),
+        "vocab": lambda: pipe.vocab.to_bytes(exclude=exclude),
+        "model": lambda: state_to_bytes(torch_module(pipe.model)),
+    }
+    if pipe.kb is not None:
+        serialize["kb"] = pipe.kb.to_bytes
+    if pipe.rules is not None:
+        serialize["rules"] = pipe.rules.to_bytes
+    return util.to_bytes(serialize, exclude)
+
+
+def from_bytes(pipe: "SparseExpertTextCategorizer", bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> None:
+    where = f"{pipe.name} (bytes)"
+    try:
+        msg = srsly.msgpack_loads(bytes_data)
+    except Exception as err:  # noqa: BLE001 - whatever the decoder raises, the bytes are not ours
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason=f"not msgpack ({err})")) from None
+    missing = [key for key in ("cfg", "model") if key not in exclude and key not in msg] if isinstance(
+        msg, dict) else ["cfg", "model"]
+    if missing:
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason=f"no {' or '.join(missing)}"))
+    if "cfg" not in exclude:
+        _load_cfg(pipe, lambda: srsly.json_loads(msg["cfg"]), where)
+    if "vocab" in msg and "vocab" not in exclude:
+        _load_vocab(pipe, lambda: pipe.vocab.from_bytes(msg["vocab"], exclude=exclude), where)
+    kb = KnowledgeBase.from_bytes(msg["kb"]) if msg.get("kb") is not None else None
+    rules = RuleSet.from_bytes(msg["rules"]) if msg.get("rules") is not None else None
+    _knowledge_from(pipe, kb, rules, where)
+    pipe._init_model()
+    if "model" not in exclude:
+        load_weights(pipe.model, msg["model"], source=where)
+
+
+def to_disk(pipe: "SparseExpertTextCategorizer", path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+    path = util.ensure_path(path)
+    serialize: Dict[str, Callable[[Path], Any]] = {
+        "cfg": lambda p: srsly.write_json(p, pipe.cfg),
+        "vocab": lambda p: pipe.vocab.to_disk(p, exclude=exclude),
+        "model": lambda p: p.write_bytes(state_to_bytes(torch_module(pipe.model))),
+    }
+    if pipe.kb is not None:
+        serialize["kb"] = pipe.kb.to_disk
+    if pipe.rules is not None:
+        serialize["rules"] = pipe.rules.to_disk
+    util.to_disk(path, serialize, exclude)
+
+
+def from_disk(pipe: "SparseExpertTextCategorizer", path: Union[str, Path], *,
+              exclude: Iterable[str] = tuple()) -> None:
+    path = util.ensure_path(path)
+    # cfg and weights are always written; loading without them would give a model
+    # with random weights that predicts without complaint.
+    missing = [name for name in ("cfg", "model") if name not in exclude and not (path / name).is_file()]
+    if missing:
+        reason = f"{' and '.join(missing)} missing (or not a file)"
+        raise ValueError(Errors.E063.format(name=pipe.name, path=path, reason=reason))
+    if "cfg" not in exclude:
+        _load_cfg(pipe, lambda: srsly.read_json(path / "cfg"), path / "cfg")
+    if (path / "vocab").exists() and "vocab" not in exclude:
+        _load_vocab(pipe, lambda: pipe.vocab.from_disk(path / "vocab", exclude=exclude), path / "vocab")
+    kb = KnowledgeBase.from_disk(path / "kb") if (path / "kb").exists() else None
+    rules = RuleSet.from_disk(path / "rules") if (path / "rules").exists() else None
+    _knowledge_from(pipe, kb, rules, path)
+    pipe._init_model()
+    model_path = path / "model"
+    if "model" not in exclude:
+        load_weights(pipe.model, model_path, source=str(model_path))
+
+
+def _knowledge_from(pipe: "SparseExpertTextCategorizer", kb: Optional[KnowledgeBase], rules: Optional[RuleSet],
+                    where: Any) -> None:
+    pipe.set_knowledge(kb, rules)
+    for key in ("n_knowledge_ids", "n_dense"):
+        if pipe.cfg.get(key) is not None and pipe.cfg[key] != pipe.model.attrs[key]:
+            raise ValueError(Errors.E063.format(
+                name=pipe.name, path=where, reason=f"cfg says {key}={pipe.cfg[key]}, the saved kb and rules "
+                                                   f"give {pipe.model.attrs[key]}: one is missing or replaced"))
+
+
+def _load_cfg(pipe: "SparseExpertTextCategorizer", read: Callable[[], Any], where: Any) -> None:
+    """Update cfg from `read()`, refusing what `to_disk`/`to_bytes` cannot have written."""
+    try:
+        cfg = read()
+    except (ValueError, OSError) as err:  # UnicodeDecodeError too, e.g. a planted pickle
+        reason = f"cfg is not JSON ({err})"
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason=reason)) from None
+    labels = cfg.get("labels") if isinstance(cfg, dict) else None
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason="cfg has no list of labels"))
+    if not all(isinstance(cfg.get(k), (int, type(None))) for k in ("n_knowledge_ids", "n_dense")):
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason="cfg sizes are not integers"))
+    pipe.cfg.update(cfg)
+
+
+def _load_vocab(pipe: "SparseExpertTextCategorizer", load: Callable[[], Any], where: Any) -> None:
+    try:
+        load()
+    except Exception as err:  # noqa: BLE001 - spaCy's decoders raise many types for damaged data
+        raise ValueError(Errors.E063.format(name=pipe.name, path=where, reason=f"bad vocab ({err})")) from None
+
+
+__all__ = ["from_bytes", "from_disk", "to_bytes", "to_disk"]
