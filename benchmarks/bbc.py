@@ -413,7 +413,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             run.update(evaluate_spacy(work / "models" / name / "model-best", test, unseen))
         run["load_average_1m"] = round(os.getloadavg()[0], 2)  # the machine is shared: judge throughput by it
         run = _round(run)
-        print(json.dumps(run), flush=True)
+        print(json.dumps({k: v for k, v in run.items() if k != "predictions"}), flush=True)
         # write after every run so an interrupted benchmark keeps what it measured
         write_results(args.out, [run], [d["label"] for d in test])
     print(f"results -> {args.out}")
