@@ -25,7 +25,7 @@ from thinc.api import Config
 
 from ..errors import Errors, SparseExpertError
 from ..kb import storage
-from ..kb.outputs import check_output_target, read_small_json
+from ..kb.outputs import check_output_target, existing_entries, read_small_json
 from ..rules.rules import RuleSet
 from ..ml.architectures import torch_module
 from ..ml.torch.classifier import MoEDocClassifier
@@ -164,14 +164,9 @@ def check_output(output: Union[str, Path], inputs: Inputs = ()) -> Path:
 
 def output_refusal(path: Path) -> Optional[str]:
     """Why distillation may not replace ``path``; None when it may."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
-    if not any(os.scandir(path)):
-        return None
+    reason, names = existing_entries(path)
+    if reason is not None or not names:
+        return reason
     marker = read_small_json(path / OUTPUT_MARKER)
     if not isinstance(marker, dict) or marker.get("format") != OUTPUT_FORMAT or \
             not isinstance(marker.get("files"), dict):

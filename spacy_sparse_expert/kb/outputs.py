@@ -40,18 +40,25 @@ def check_output_target(output: Path, inputs: Iterable[tuple[str, str | Path | N
             raise error(Errors.E082.format(path=output, relation=relation, role=role, source=source))
 
 
-def kb_refusal(path: Path) -> str | None:
-    """Why an import may not replace `path`; None when it may (missing, an empty
-    directory, or nothing but the files of a KB whose meta.json has the KB_FORMAT marker)."""
+def existing_entries(path: Path) -> tuple[str | None, list[str]]:
+    """What stands at a would-be output: (None, []) when nothing or an empty directory
+    does, ("it is not a directory", []) for anything but a directory (links are not
+    followed), else (None, its sorted entry names)."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
-        return None
+        return None, []
     if not stat.S_ISDIR(info.st_mode):
-        return "it is not a directory"
-    names = sorted(os.listdir(path))
-    if not names:
-        return None
+        return "it is not a directory", []
+    return None, sorted(os.listdir(path))
+
+
+def kb_refusal(path: Path) -> str | None:
+    """Why an import may not replace `path`; None when it may (missing, an empty
+    directory, or nothing but the files of a KB whose meta.json has the KB_FORMAT marker)."""
+    reason, names = existing_entries(path)
+    if reason is not None or not names:
+        return reason
     foreign = [name for name in names if name not in KB_FILES]
     if foreign:
         return f"it holds {_some(foreign)}, which a KB does not have"
@@ -97,4 +104,4 @@ def _some(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + more
 
 
-__all__ = ["check_kb_output", "check_output_target", "kb_refusal", "read_small_json"]
+__all__ = ["check_kb_output", "check_output_target", "existing_entries", "kb_refusal", "read_small_json"]
