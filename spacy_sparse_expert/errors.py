@@ -34,6 +34,9 @@ class Warnings(metaclass=ErrorsWithCodes):
             "max_matches_per_rule if the document really has that many.")
 
 
+    # --- W030-W039: configs and initialize (knowledge asked for, none given) ---
+    # --- W040-W049: spaCy interop and the transformer encoder ---
+
 class Errors(metaclass=ErrorsWithCodes):
     # --- RDF import (kb/) ------------------------------------------------------------
     E001 = ("Unknown RDF format {fmt!r} for {path}. Accepted formats: {accepted}. Pass "
@@ -218,6 +221,15 @@ class Errors(metaclass=ErrorsWithCodes):
     E170 = ("The shipped student config {path} (package data of spacy_sparse_expert.distill) cannot be "
             "read: {reason}. Reinstall spacy-sparse-expert so that the file is installed, or pass a "
             "student config with --config FILE.cfg.")
+
+    # --- E180-E189: transformer encoder: windows, cached vectors, saved weights ---------
+    # --- E190-E199: the knowledge gate -------------------------------------------------
+    # --- E200-E209: entity linking and disambiguation ------------------------------------
+    # --- E210-E219: sentiment data and lexicon rules -------------------------------------
+    # --- E220-E229: benchmark baselines --------------------------------------------------
+    # --- E230-E239: configs, init config, component errors ------------------------------
+    # --- E240-E249: spaCy interop: entities, InMemoryLookupKB export, portability -------
+    # --- E250-E259: speed and profiling --------------------------------------------------
 
 class SparseExpertError(ValueError):
     """Base class of the errors this package raises for bad input."""
