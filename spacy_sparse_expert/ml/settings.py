@@ -38,7 +38,6 @@ LIMITS: Dict[str, Tuple[int, int]] = {
     "bow_rows": (0, 1 << 24),
     "ngram_size": (1, 8),
     "nO": (1, 100000),
-    "chunk": (1, 4096),
     "max_length": (2, 8192),
 }
 # thinc checks a builder's arguments against its annotations before the builder

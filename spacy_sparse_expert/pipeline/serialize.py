@@ -6,6 +6,9 @@
     <component>/model   the torch weights, safetensors
     <component>/kb/     the compiled KnowledgeBase (if any)
     <component>/rules   the RuleSet as JSONL (if any)
+    <component>/transformer/  config.json and tokenizer files of a transformer encoder
+                        (its weights are in ``model``), so loading never reads the
+                        pretrained directory the config names (``ml/transformer_files.py``)
 
 ``to_bytes`` writes the same parts as one msgpack message. Loading refuses (E063, naming
 the component and the path) what saving cannot have written: no cfg or weights, a cfg
@@ -14,7 +17,8 @@ that is not JSON or has no labels, a damaged vocab, a KB or rules other than the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Optional, Union
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Iterable, Optional, Union
 
 import srsly
 from spacy import util
@@ -22,6 +26,7 @@ from spacy import util
 from ..errors import Errors
 from ..kb.knowledge_base import KnowledgeBase
 from ..ml.architectures import load_weights, torch_module
+from ..ml.transformer_files import TransformerSource
 from ..ml.wrapper import state_to_bytes
 from ..rules.rules import RuleSet
 
@@ -39,6 +44,9 @@ def to_bytes(pipe: "SparseExpertTextCategorizer", *, exclude: Iterable[str] = tu
         serialize["kb"] = pipe.kb.to_bytes
     if pipe.rules is not None:
         serialize["rules"] = pipe.rules.to_bytes
+    source = _transformer(pipe)
+    if source is not None:
+        serialize["transformer"] = source.files
     return util.to_bytes(serialize, exclude)
 
 
@@ -59,7 +67,11 @@ def from_bytes(pipe: "SparseExpertTextCategorizer", bytes_data: bytes, *, exclud
     kb = KnowledgeBase.from_bytes(msg["kb"]) if msg.get("kb") is not None else None
     rules = RuleSet.from_bytes(msg["rules"]) if msg.get("rules") is not None else None
     _knowledge_from(pipe, kb, rules, where)
-    pipe._init_model()
+    source = _transformer(pipe)
+    if source is not None and msg.get("transformer") is not None and "transformer" not in exclude:
+        source.restore(msg["transformer"], where)
+    with _restoring(source, "model" not in exclude and msg.get("transformer") is not None):
+        pipe._init_model()
     if "model" not in exclude:
         load_weights(pipe.model, msg["model"], source=where)
 
@@ -75,6 +87,9 @@ def to_disk(pipe: "SparseExpertTextCategorizer", path: Union[str, Path], *, excl
         serialize["kb"] = pipe.kb.to_disk
     if pipe.rules is not None:
         serialize["rules"] = pipe.rules.to_disk
+    source = _transformer(pipe)
+    if source is not None:
+        serialize["transformer"] = source.to_disk
     util.to_disk(path, serialize, exclude)
 
 
@@ -94,10 +109,26 @@ def from_disk(pipe: "SparseExpertTextCategorizer", path: Union[str, Path], *,
     kb = KnowledgeBase.from_disk(path / "kb") if (path / "kb").exists() else None
     rules = RuleSet.from_disk(path / "rules") if (path / "rules").exists() else None
     _knowledge_from(pipe, kb, rules, path)
-    pipe._init_model()
+    source = _transformer(pipe)
+    saved = (path / "transformer").exists() and "transformer" not in exclude
+    if source is not None and saved:
+        source.from_disk(path / "transformer")
+    # a component saved before it carried its transformer files builds from the config's path
+    with _restoring(source, saved and "model" not in exclude):
+        pipe._init_model()
     model_path = path / "model"
     if "model" not in exclude:
         load_weights(pipe.model, model_path, source=str(model_path))
+
+
+def _transformer(pipe: "SparseExpertTextCategorizer") -> Optional[TransformerSource]:
+    spec = pipe.model.attrs.get("encoder_spec")
+    return getattr(spec, "transformer", None)
+
+
+def _restoring(source: Optional[TransformerSource], restore: bool) -> ContextManager[None]:
+    """Build the transformer from its saved config (the saved weights follow at once)."""
+    return source.restoring() if source is not None and restore else nullcontext()
 
 
 def _knowledge_from(pipe: "SparseExpertTextCategorizer", kb: Optional[KnowledgeBase], rules: Optional[RuleSet],

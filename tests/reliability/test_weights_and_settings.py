@@ -161,7 +161,7 @@ def test_bad_attrs_or_rows(attrs: Any, rows: Any) -> None:
 
 def test_transformer_encoder_settings_checked_before_loading() -> None:
     build = registry.get("architectures", "spacy-sparse-expert.TransformerEncoder.v1")
-    for changes in ({"width": 0}, {"chunk": 1e6}, {"max_length": -1}, {"frozen": "yes"}, {"path": 3}):
+    for changes in ({"width": 0}, {"stride": 1e6}, {"cache_mb": -1}, {"max_length": -1}, {"frozen": "yes"}, {"path": 3}):
         with pytest.raises(ModelSettingError, match=r"SSE-E115"):
             build(**{"path": "/nonexistent/encoder", **changes})
 

@@ -8,16 +8,20 @@ bag and the pooling all work on that flat layout.
   SUFFIX, SHAPE) summed into one vector, then depthwise-separable window
   convolutions. The documents are packed into one sequence with ``window`` zero rows
   between them, so a convolution never mixes two documents and no padding is wasted.
-* :class:`TransformerEncoder` - a Hugging Face encoder; word pieces are mean-pooled
-  back onto the spaCy tokens.
+* :class:`TransformerEncoder` - a Hugging Face encoder over overlapping windows of
+  word pieces; each piece is read from the window where it is most central, and the
+  pieces are mean-pooled back onto the spaCy tokens. Frozen, it can cache each
+  document's token vectors (``vector_cache.py``).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, List, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .vector_cache import VectorCache
 
 
 class WindowBlock(nn.Module):
@@ -80,34 +84,48 @@ class HashEncoder(nn.Module):
 
 
 class TransformerEncoder(nn.Module):
-    """A Hugging Face encoder (``AutoModel``) with word pieces pooled onto tokens.
+    """A Hugging Face encoder (``AutoModel``) whose word pieces are pooled onto tokens.
 
     hf_model (nn.Module): the loaded transformer; its output ``last_hidden_state``
         has width ``hidden_size``.
     hidden_size (int): the transformer's width.
     width (int): output width (a linear projection; the classifier's width).
     frozen (bool): keep the transformer's weights fixed and run it without autograd.
+    cache (Optional[VectorCache]): per-document token vectors of the frozen
+        transformer; None = always run it. Ignored when not frozen.
 
     forward(input_ids (S, L), attention_mask (S, L), piece_token (S, L) long, n_tokens
-    int) -> (N, width): ``piece_token`` maps each piece to its spaCy token row
-    (n_tokens = "no token": special pieces, padding); tokens without any piece (e.g.
-    whitespace) get the projection of a zero vector.
+    int, doc_starts (D,), doc_lengths (D,), doc_keys Optional[List[str]], cached (D,)
+    bool) -> (N, width).
+
+    The S sequences are windows over the documents' word pieces (``PieceFeaturizer``);
+    ``piece_token`` maps each piece to its spaCy token row, or to n_tokens ("none") for
+    special pieces, padding, and pieces that another, overlapping window holds closer
+    to its centre. A token's vector is the mean of its pieces' vectors; tokens without
+    any piece (whitespace) get the projection of a zero vector. Documents flagged
+    ``cached`` have no windows: their vectors come from the cache, and the vectors
+    of the others go into it.
     """
 
-    def __init__(self, hf_model: Any, hidden_size: int, width: int, *, frozen: bool = False) -> None:
+    def __init__(self, hf_model: Any, hidden_size: int, width: int, *, frozen: bool = False,
+                 cache: Optional[VectorCache] = None) -> None:
         super().__init__()
         self.transformer = hf_model
         self.frozen = frozen
+        self.hidden_size = hidden_size
         self.proj = nn.Linear(hidden_size, width)
         self.width = width
+        self.cache = cache if frozen and cache is not None and cache.enabled else None
         if frozen:
             for p in self.transformer.parameters():
                 p.requires_grad_(False)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, piece_token: Tensor, n_tokens: int) -> Tensor:
+    def token_vectors(self, input_ids: Tensor, attention_mask: Tensor, piece_token: Tensor, n_tokens: int) -> Tensor:
+        """(N, hidden_size): the transformer's pooled output per token, before the projection."""
         if input_ids.shape[0] == 0:
-            return self.proj.weight.new_zeros(n_tokens, self.width)
+            return self.proj.weight.new_zeros(n_tokens, self.hidden_size)
         if self.frozen:
+            # eval: no dropout, so a frozen transformer is a fixed function of the text (cacheable)
             self.transformer.eval()
             with torch.no_grad():
                 hidden = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -117,8 +135,37 @@ class TransformerEncoder(nn.Module):
         target = piece_token.reshape(-1)
         sums = flat.new_zeros(n_tokens + 1, flat.shape[1]).index_add(0, target, flat)
         counts = flat.new_zeros(n_tokens + 1).index_add(0, target, flat.new_ones(target.shape[0]))
-        pooled = sums[:n_tokens] / counts[:n_tokens].clamp_min(1.0).unsqueeze(1)
+        return sums[:n_tokens] / counts[:n_tokens].clamp_min(1.0).unsqueeze(1)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, piece_token: Tensor, n_tokens: int,
+                doc_starts: Optional[Tensor] = None, doc_lengths: Optional[Tensor] = None,
+                doc_keys: Optional[List[str]] = None, cached: Optional[Tensor] = None) -> Tensor:
+        pooled = self.token_vectors(input_ids, attention_mask, piece_token, n_tokens)
+        if self.cache is not None and doc_keys is not None and doc_starts is not None and doc_lengths is not None:
+            pooled = self._through_cache(pooled, doc_starts.tolist(), doc_lengths.tolist(), doc_keys,
+                                         cached.tolist() if cached is not None else [False] * len(doc_keys))
         return self.proj(pooled)
+
+    def _through_cache(self, pooled: Tensor, starts: List[int], lengths: List[int], keys: List[str],
+                       cached: List[bool]) -> Tensor:
+        assert self.cache is not None
+        # read every cached document before writing any: a write may evict
+        found = {}
+        for i, key in enumerate(keys):
+            if cached[i]:
+                value = self.cache.get(key, pooled.device)
+                if value is None or value.shape != (lengths[i], self.hidden_size):
+                    raise RuntimeError(f"token vectors of document {i} (key {key}) left the cache between "
+                                       "featurizing and the forward pass; run them again")
+                found[i] = value.to(pooled.dtype)
+        for i, key in enumerate(keys):
+            if not cached[i]:
+                self.cache.put(key, pooled[starts[i]: starts[i] + lengths[i]])
+        if found:
+            pooled = pooled.clone()
+            for i, value in found.items():
+                pooled[starts[i]: starts[i] + lengths[i]] = value
+        return pooled
 
 
 __all__ = ["HashEncoder", "TransformerEncoder", "WindowBlock"]
