@@ -44,7 +44,8 @@ def build_classifier(encoder: nn.Module, parts: ClassifierParts) -> MoEDocClassi
         d_ff=s["d_ff"], capacity_factor=s["capacity_factor"], n_moe_layers=s["n_moe_layers"],
         n_knowledge_ids=parts.n_knowledge_ids, d_knowledge=s["d_knowledge"], n_dense=parts.n_dense,
         pooling=s["pooling"], bow_rows=s["bow_rows"], bow_scale=s["bow_scale"], path_dropout=s["path_dropout"],
-        knowledge_bow=s["knowledge_bow"], exclusive=s["exclusive_classes"], dropout=s["dropout"])
+        knowledge_bow=s["knowledge_bow"], knowledge_gate=s.get("knowledge_gate", False),
+        knowledge_dropout=s.get("knowledge_dropout", 0.0), exclusive=s["exclusive_classes"], dropout=s["dropout"])
 
 
 def meta_classifier_shapes(parts: ClassifierParts) -> Shapes:
@@ -69,6 +70,8 @@ def _variants(parts: ClassifierParts) -> Iterator[Tuple[str, ClassifierParts]]:
                 yield f"{key}={value}", replace(parts, settings={**s, key: alt})
     yield f"knowledge_bow={json.dumps(s['knowledge_bow'])}", replace(
         parts, settings={**s, "knowledge_bow": not s["knowledge_bow"]})
+    gate = bool(s.get("knowledge_gate", False))
+    yield f"knowledge_gate={json.dumps(gate)}", replace(parts, settings={**s, "knowledge_gate": not gate})
     for pooling in POOLINGS:
         if pooling != s["pooling"]:
             yield f"pooling={json.dumps(s['pooling'])}", replace(parts, settings={**s, "pooling": pooling})

@@ -68,6 +68,16 @@ class MoEDocClassifier(nn.Module):
     knowledge_bow (bool): a second linear path over each document's bag of knowledge
         ids (the types, relation predicates, rule hits and flags of its tokens), TF
         sublinear and L2-normalised, scaled like the n-gram path.
+    knowledge_gate (bool): every knowledge path starts switched off and is opened only
+        as far as training finds it useful (see :meth:`knowledge_gates`): the rules'
+        label bias and the per-token expert bias get learned scales that start at 0
+        (without the gate they start at 1: the rules' and the expert bias's full
+        strength from the first step); the router's knowledge projection and the
+        knowledge bag start at 0 either way.
+    knowledge_dropout (float): in training, the probability that all knowledge of a
+        document (its tokens' knowledge vectors and expert bias, its rule label bias
+        and knowledge bag) is dropped, so the knowledge-free path stays a classifier of
+        its own and knowledge cannot become a shortcut the model depends on.
     exclusive (bool): the labels are exclusive (read the logits with a softmax) or
         independent (sigmoids); the module itself returns logits either way.
     dropout (float).
@@ -95,6 +105,8 @@ class MoEDocClassifier(nn.Module):
         bow_scale: float = 1.0,
         path_dropout: float = 0.0,
         knowledge_bow: bool = False,
+        knowledge_gate: bool = False,
+        knowledge_dropout: float = 0.0,
         exclusive: bool = True,
         dropout: float = 0.1,
     ) -> None:
@@ -128,8 +140,15 @@ class MoEDocClassifier(nn.Module):
         # inverse document frequency per hashed n-gram, fitted on the training docs by
         # set_bow_idf; ones = a binary bag. Each doc's bag is L2-normalised (TF-IDF).
         self.register_buffer("bow_idf", torch.ones(max(bow_rows, 1)))
-        # how much the rules' doc-level label bias moves the logits; learned
-        self.label_bias_scale = nn.Parameter(torch.ones(1))  # (1,): thinc optimizers reject 0-d
+        # how much the rules' doc-level label bias moves the logits; learned. With the
+        # gate it starts at 0: a scale of 0 still gets the gradient sum(dL/dlogits * rule
+        # bias), so it opens when the rules agree with the labels and stays near 0 (pulled
+        # there by weight decay) when they do not
+        self.label_bias_scale = nn.Parameter(torch.full((1,), 0.0 if knowledge_gate else 1.0))  # (1,): thinc
+        # optimizers reject 0-d tensors. The expert bias's scale exists only with the gate,
+        # so that models saved without it keep their exact tensors
+        self.expert_bias_scale: Optional[nn.Parameter] = nn.Parameter(torch.zeros(1)) if knowledge_gate else None
+        self.knowledge_dropout = float(knowledge_dropout)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -151,12 +170,23 @@ class MoEDocClassifier(nn.Module):
         know_dense: (N, n_dense); expert_bias: (N, E); label_bias: (B, L)."""
         x = self.encoder(**enc)
         n_tokens = x.shape[0]
+        keep_doc: Optional[Tensor] = None
+        if self.training and self.knowledge_dropout > 0.0 and _has_knowledge(know_ids, know_dense, expert_bias,
+                                                                               label_bias):
+            # no random draw without knowledge, so knowledge-free training is unchanged
+            keep_doc = (torch.rand(n_docs, device=x.device) >= self.knowledge_dropout).to(x.dtype)
+            expert_bias = expert_bias * keep_doc[doc_index].unsqueeze(1).to(expert_bias.dtype)
+            label_bias = label_bias * keep_doc.unsqueeze(1).to(label_bias.dtype)
+        if self.expert_bias_scale is not None:
+            expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
         aux = x.new_zeros(2, dtype=torch.float32)
         indices = torch.zeros(n_tokens, self.moe[0].k if len(self.moe) else 0, dtype=torch.long, device=x.device)
         weights = indices.to(torch.float32)
         router_logits: List[Tensor] = [x.new_zeros(n_tokens, moe.n_experts, dtype=torch.float32) for moe in self.moe]
         if n_tokens and len(self.moe):
             knowledge = torch.cat([self.knowledge_bag(know_ids, know_offsets), know_dense.to(x.dtype)], dim=1)
+            if keep_doc is not None:  # the id embeddings of dropped documents' tokens
+                knowledge = knowledge * keep_doc[doc_index].unsqueeze(1)
             for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):
                 out = moe(x, knowledge, expert_bias)
                 x = norm(x + self.dropout(out.output))
@@ -176,6 +206,8 @@ class MoEDocClassifier(nn.Module):
         if self.know_bow is not None:
             bag = (self._knowledge_bag(know_ids, know_offsets, doc_index, n_docs) if know_ids.numel()
                    else experts.new_zeros(n_docs, self.n_labels))
+            if keep_doc is not None:
+                bag = bag * keep_doc.unsqueeze(1).to(bag.dtype)
             contributions["knowledge_bag"] = self.bow_scale * bag
         logits = sum_contributions(contributions)
         return ClassifierOutput(logits, aux, tuple(router_logits), indices, weights, contributions)
@@ -203,11 +235,35 @@ class MoEDocClassifier(nn.Module):
         return self.know_bow.new_zeros(n_docs, self.n_labels).index_add(0, doc_u, self.know_bow[id_u] * w[:, None])
 
     @torch.no_grad()
+    def knowledge_gates(self) -> Dict[str, float]:
+        """How open each knowledge path is; 0 = that knowledge has no effect.
+
+        "rules": the scale of the rules' label bias; "expert_bias": the scale of the rules'
+        per-token expert bias (1.0 without the gate: always at full strength); "router":
+        the Frobenius norm of the routers' knowledge projections (summed over the MoE
+        layers); "knowledge_bag": the norm of the knowledge-bag table times bow_scale,
+        where the model has that path."""
+        gates = {
+            "rules": float(self.label_bias_scale),
+            "expert_bias": float(self.expert_bias_scale) if self.expert_bias_scale is not None else 1.0,
+            "router": float(sum(float(moe.router.knowledge_proj.weight.norm()) for moe in self.moe
+                                if moe.router.knowledge_proj is not None)),
+        }
+        if self.know_bow is not None:
+            gates["knowledge_bag"] = float(self.know_bow.norm()) * self.bow_scale
+        return gates
+
+    @torch.no_grad()
     def set_bow_idf(self, doc_freq: Tensor, n_docs: int) -> None:
         """doc_freq: (bow_rows,) documents containing each hashed n-gram among n_docs.
         Smoothed idf = log((1 + n) / (1 + df)) + 1, as scikit-learn's TfidfVectorizer."""
         idf = torch.log((1.0 + n_docs) / (1.0 + doc_freq.to(self.bow_idf.dtype))) + 1.0
         self.bow_idf.copy_(idf.to(self.bow_idf.device))
+
+
+def _has_knowledge(know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor, label_bias: Tensor) -> bool:
+    """Whether a batch carries any knowledge input at all."""
+    return bool(know_ids.numel()) or bool(know_dense.any()) or bool(expert_bias.any()) or bool(label_bias.any())
 
 
 def sum_contributions(contributions: Dict[str, Tensor]) -> Tensor:
