@@ -55,3 +55,17 @@ def opened_files() -> Iterator[list[str]]:
     sys.addaudithook(hook)
     yield seen
     state["active"] = False
+
+
+@pytest.fixture(scope="session")
+def shipped_kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """knowledge/fb15k237.nt.gz compiled once per session (~33k aliases). Shared: copy the
+    folder before changing it (a linker built on it writes its alias index there)."""
+    from spacy_sparse_expert.kb.compile import import_rdf
+
+    src = REPO / "knowledge" / "fb15k237.nt.gz"
+    if not src.is_file():  # pragma: no cover - the shipped graph is committed
+        pytest.skip("knowledge/fb15k237.nt.gz is missing")
+    out = tmp_path_factory.mktemp("shipped_kb") / "fb15k237"
+    import_rdf([src], out)
+    return out

@@ -9,6 +9,7 @@ KB edge to a context entity); a very ambiguous alias without context support is 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
@@ -61,25 +62,25 @@ class ContextDisambiguator:
         sorted by start), with its prior and number of candidates."""
         cfg = self.cfg
         # Context profile: types and predicates of the confidently linked entities
-        # (a single candidate, or a prior of at least confident_prior).
+        # (a single candidate, or a prior of at least confident_prior). The thresholds
+        # are compared over all mentions at once, in float32 as the priors are.
+        sizes = [len(m[2][0]) for m in mentions]
+        best_pri = np.array([m[2][1][0] for m in mentions], dtype=np.float32)
+        sure = ((np.array(sizes) == 1) | (best_pri >= cfg.confident_prior)).tolist()
+        flats = ((np.array(sizes) > cfg.max_flat_candidates) & (best_pri < cfg.flat_prior)).tolist()
+        tops: List[Optional[int]] = [int(m[2][0][0]) if ok else None for m, ok in zip(mentions, sure)]
+        ctx_entities: Counter = Counter(top for top in tops if top is not None)
         ctx_counts: Counter = Counter()
-        ctx_entities: Counter = Counter()
-        tops: List[Optional[int]] = []
-        for _, _, (ents, pri), _ in mentions:
-            if len(ents) == 1 or pri[0] >= cfg.confident_prior:
-                top = int(ents[0])
-                ctx_entities[top] += 1
-                ctx_counts.update(self._signature(top).keys())
-                tops.append(top)
-            else:
-                tops.append(None)
+        if ctx_entities and max(sizes) > 1:  # only a re-ranked mention reads the profile
+            ctx_counts = Counter(chain.from_iterable(self._signature(top).keys() for top in tops if top is not None))
+        ctx_sorted = np.array(sorted(ctx_entities), dtype=np.int64)
         chosen: List[int] = []
         prior: List[float] = []
         kept: List[int] = []
         n_cands: List[int] = []
         for j, (_, _, (ents, pri), _) in enumerate(mentions):
-            flat = len(ents) > cfg.max_flat_candidates and pri[0] < cfg.flat_prior
-            if len(ents) == 1 or not ctx_entities:
+            flat = flats[j]
+            if sizes[j] == 1 or not ctx_entities:
                 if not flat:  # else nothing to disambiguate a very ambiguous alias with
                     chosen.append(int(ents[0]))
                     prior.append(float(pri[0]))
@@ -92,7 +93,7 @@ class ContextDisambiguator:
             best, best_score, best_sim, second = 0, -1.0, 0.0, -1.0
             for k, ent in enumerate(ents.tolist()):
                 sim = self._context_similarity(ent, ctx_counts, own=own)
-                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own):
+                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own, ctx_sorted):
                     sim += cfg.neighbour_weight
                 score = float(pri[k]) + cfg.context_weight * sim
                 if score > best_score:
@@ -143,19 +144,19 @@ class ContextDisambiguator:
         hit = sum(w for f, w in sig.items() if ctx.get(f, 0) - (f in own_sig) > 0)
         return hit / total
 
-    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int]) -> bool:
+    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int], ctx_sorted: np.ndarray) -> bool:
         """Direct evidence for a candidate: the same entity is linked confidently
         elsewhere in the doc ("England cricket team ... England"), or a KB edge joins it
-        to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge")."""
+        to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge"),
+        not counting the mention's own confident link (`ctx_sorted`: ctx_entities sorted)."""
         if ctx_entities.get(ent, 0) - (ent == own) > 0:
             return True
-        others = [x for x, c in ctx_entities.items() if c - (x == own) > 0 and x != ent]
         a = self._arrays
         nb = a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]]
-        if not others or not len(nb):
+        if not len(nb) or not len(ctx_sorted):
             return False
-        pos = np.minimum(np.searchsorted(nb, others), len(nb) - 1)  # neighbour rows are sorted
-        return bool((nb[pos] == others).any())
+        pos = np.minimum(np.searchsorted(nb, ctx_sorted), len(nb) - 1)  # neighbour rows are sorted
+        return any(x != ent and ctx_entities[x] - (x == own) > 0 for x in ctx_sorted[nb[pos] == ctx_sorted].tolist())
 
 
 __all__ = ["ContextDisambiguator", "LinkResult", "Mention"]

@@ -1,27 +1,37 @@
-"""Alias-matching entity linker: KB aliases -> PhraseMatcher(attr="LOWER") -> longest
-non-overlapping matches -> noise filters -> disambiguation by prior and document context
-(`disambiguation.py`).
+"""Alias-matching entity linker: the KB's alias index (token hashes of the accent-folded
+aliases, stored beside the KB) -> every alias span of a batch of docs, found from their
+LOWER hashes by array lookups (`alias_spans.py`) -> noise filters over arrays -> longest
+non-overlapping mentions -> disambiguation by prior and the confidently linked entities
+(`disambiguation.py`; or the coherence of the doc's candidates, `coherence.py`).
 
 Like spaCy's EntityLinker the KB is injected, but candidates come from matching the KB's
 alias table against the text instead of from an NER component, so linking needs no
-trained model. The matcher is built once per (KB, vocab) and reused for every doc.
+trained model. The spans are exactly those a PhraseMatcher(attr="LOWER") over the folded
+aliases finds (tests/features/reference_linker.py keeps that implementation to check).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from spacy.attrs import IS_ALPHA, IS_LOWER, IS_SPACE, IS_TITLE, IS_UPPER, LOWER, ORTH
-from spacy.matcher import PhraseMatcher
+from spacy.attrs import ORTH
+from spacy.strings import hash_string
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from ..errors import Errors
+from ..kb.folding import fold_accents
 from ..kb.knowledge_base import normalize_alias
+from . import lexeme_table as lex
+from .alias_spans import AliasPatterns, ensure_alias_index, longest_first
+from .coherence import CoherenceDisambiguator, CoherenceMatrices
 from .disambiguation import ContextDisambiguator, LinkResult, Mention
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
+
+METHODS = ("coherence", "confident_context")
 
 # How a mention is written decides which candidates it may refer to (see candidates()).
 CASE_LOWER, CASE_NAME, CASE_ANY = 0, 1, 2
@@ -58,6 +68,24 @@ class LinkerConfig:
         "film", "law") at all.
     titles (frozenset): words that may precede a one-word name without making it part of
         a longer unknown name ("Mr Brown", "President Bush").
+    method (str): how mentions are disambiguated: "confident_context" (`disambiguation.py`:
+        against the confidently linked entities; context_weight, min_context_support,
+        neighbour_weight and confident_prior apply; the default: 27 of 40 dev mentions of the
+        linking set right against 26 for the best coherence setting) or "coherence"
+        (`coherence.py`: every candidate against every other alias's candidates).
+    coherence_weight (float): weight of the coherence added to the log prior.
+    edge_weight (float): relatedness of two candidates joined by a KB edge (or equal).
+    edge_specificity (bool): scale an edge by the smaller specificity of its ends
+        (log inverse degree), so that an edge to a hub counts little.
+    shared_neighbour_weight (float): weight of the cosine of their KB neighbour sets.
+    shared_type_weight (float): weight of the cosine of their IDF type/predicate profiles.
+    coherence_rounds (int): rounds of belief refinement.
+    coherence_top_k (int): coherence averages the support of this many most supportive
+        other aliases (0: all of them).
+    min_coherence (float): an ambiguous (flat) alias is kept under "coherence" only if its
+        winner's coherence reaches this (and its belief margin `min_margin`).
+    The method and the coherence defaults were chosen on the dev part of the hand-checked
+    linking set (benchmarks/linking.py --tune; benchmarks/data/README.md).
     """
 
     min_alias_chars: int = 3
@@ -70,6 +98,19 @@ class LinkerConfig:
     neighbour_weight: float = 0.5
     link_lowercase_words: bool = True
     titles: frozenset = _TITLES
+    method: str = "confident_context"
+    coherence_weight: float = 1.0
+    edge_weight: float = 1.0
+    edge_specificity: bool = False
+    shared_neighbour_weight: float = 0.0
+    shared_type_weight: float = 1.0
+    coherence_rounds: int = 2
+    coherence_top_k: int = 1
+    min_coherence: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(Errors.E200.format(value=self.method, options=", ".join(METHODS)))
 
 
 @dataclass
@@ -106,10 +147,11 @@ def _stop_words(vocab: Vocab) -> frozenset:
 class AliasLinker:
     """Link spans of a Doc to KB entities by alias matching.
 
-    vocab (Vocab): the pipeline's vocab (the matcher stores pattern hashes in it).
+    vocab (Vocab): the pipeline's vocab.
     kb (KnowledgeBase): the compiled knowledge base.
     make_doc (Optional[Callable[[str], Doc]]): tokenizer for alias patterns; by default
-        a blank tokenizer of `vocab.lang` sharing `vocab`.
+        a blank tokenizer of `vocab.lang` sharing `vocab`. The aliases are tokenized once
+        per KB and tokenizer and the result stored beside the KB (`alias_spans.py`).
     config (LinkerConfig): filter and disambiguation thresholds.
     """
 
@@ -124,44 +166,26 @@ class AliasLinker:
         self.vocab = vocab
         self.kb = kb
         self.cfg = config or LinkerConfig()
-        table = alias_table(kb)
-        self.table = table
-        stop = _stop_words(vocab)
+        self.table = alias_table(kb)
         make_doc = blank_tokenizer(vocab) if make_doc is None else make_doc
-        keep: List[int] = []
-        for i, text in enumerate(table.texts):
-            norm = text.strip().lower()
-            if len(norm) < self.cfg.min_alias_chars or norm in stop or not any(c.isalpha() for c in norm):
-                continue
-            keep.append(i)
-        texts = [table.texts[i] for i in keep]
-        docs: Iterable[Doc] = map(make_doc, texts)
-        self.matcher = PhraseMatcher(vocab, attr="LOWER")
-        patterns: List[Doc] = []
-        # tuple of LOWER hashes of the alias tokens -> alias rows (several KB spellings
-        # of an alias may normalise to the same token sequence; their candidates merge)
-        self._key2alias: Dict[Tuple[int, ...], List[int]] = {}
-        for i, doc in zip(keep, docs):
-            if len(doc) == 0:
-                continue
-            key = tuple(int(x) for x in doc.to_array(LOWER))
-            rows = self._key2alias.get(key)
-            if rows is None:
-                self._key2alias[key] = [i]
-                patterns.append(doc)
-            else:
-                rows.append(i)
-        if patterns:
-            self.matcher.add("KB_ALIAS", patterns)
-        self._lowercase_alias = np.array([t == t.lower() for t in table.texts], dtype=bool)
-        self._cands: Dict[Tuple[Tuple[int, ...], int], Tuple[np.ndarray, np.ndarray]] = {}
-        self._disambiguate = ContextDisambiguator(kb.entity_arrays, self.cfg)
-        self._titles = {vocab.strings.add(t.lower()) for t in self.cfg.titles}
-        self._sent_break_arr = np.array(sorted(vocab.strings.add(x) for x in _SENT_BREAK), dtype=np.uint64)
+        index = ensure_alias_index(kb, make_doc, vocab.lang or "en")
+        a = index.arrays
+        stop = np.array(sorted(hash_string(w) for w in _stop_words(vocab)), dtype=np.uint64)
+        keep = ((a["alias_norm_chars"] >= self.cfg.min_alias_chars) & a["alias_has_alpha"]
+                & ~_isin_sorted(a["alias_norm_hash"], stop))
+        self.patterns = AliasPatterns(index, keep)
+        self._key2pattern: Optional[Dict[Tuple[int, ...], int]] = None
+        self._cands: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+        self._n_cands = np.full((len(self.patterns), 3), -1, dtype=np.int64)  # -1: not yet computed
+        self._disambiguate: Callable[[List[Mention]], LinkResult] = (
+            CoherenceDisambiguator(kb.entity_arrays, self.cfg, coherence_matrices(kb))
+            if self.cfg.method == "coherence"
+            else ContextDisambiguator(kb.entity_arrays, self.cfg))
+        self.lexemes = lex.LexemeTable(vocab, self.patterns, self.cfg.titles, _SENT_BREAK)
 
     def __len__(self) -> int:
-        """Number of distinct alias patterns in the matcher."""
-        return len(self._key2alias)
+        """Number of distinct alias patterns (token sequences) the linker matches."""
+        return len(self.patterns)
 
     def candidates(self, key: Tuple[int, ...], case: int = CASE_ANY) -> Tuple[np.ndarray, np.ndarray]:
         """Candidates (entity ids, priors) of the alias with LOWER-hashes `key`, merged
@@ -173,11 +197,17 @@ class AliasLinker:
         capitalised word inside a sentence) keeps names ("Mr Brown" is not the colour),
         CASE_ANY keeps both. Priors are renormalised over what is kept, highest first.
         """
-        got = self._cands.get((key, case))
+        if self._key2pattern is None:
+            p = self.patterns
+            self._key2pattern = {tuple(p.tokens[p.indptr[i] : p.indptr[i + 1]].tolist()): i for i in range(len(p))}
+        return self._candidates(self._key2pattern[tuple(int(x) for x in key)], case)
+
+    def _candidates(self, pattern: int, case: int) -> Tuple[np.ndarray, np.ndarray]:
+        got = self._cands.get((pattern, case))
         if got is not None:
             return got
-        rows = self._key2alias[key]
-        t = self.table
+        p, t = self.patterns, self.table
+        rows = p.rows[p.rows_indptr[pattern] : p.rows_indptr[pattern + 1]].tolist()
         ents = np.concatenate([t.cand_entity[t.cand_indptr[r] : t.cand_indptr[r + 1]] for r in rows])
         pri = np.concatenate([t.cand_prior[t.cand_indptr[r] : t.cand_indptr[r + 1]] for r in rows])
         if len(rows) > 1:  # merge duplicates, keep the highest prior per entity
@@ -188,127 +218,171 @@ class AliasLinker:
             ents, pri = ents[first], pri[first]
         labels = [self.kb.labels[e] for e in ents.tolist()]
         concept = np.array([lab == lab.lower() for lab in labels], dtype=bool)
-        single = len(key) == 1
+        single = int(p.lengths[pattern]) == 1
         if case == CASE_LOWER:
             if single:
-                norm = {self.kb.aliases[r] for r in rows}
-                keep = concept & np.array([normalize_alias(lab) in norm for lab in labels], dtype=bool)
+                norm = {fold_accents(self.kb.aliases[r]) for r in rows}
+                keep = concept & np.array([fold_accents(normalize_alias(lab)) in norm for lab in labels], dtype=bool)
                 if not self.cfg.link_lowercase_words:
                     keep[:] = False
             else:
-                lower_surface = bool(self._lowercase_alias[rows].any())
-                keep = concept | lower_surface
+                keep = concept | any(t.texts[r] == t.texts[r].lower() for r in rows)
         elif case == CASE_NAME and single:
             keep = ~concept
         else:
             keep = np.ones(len(ents), dtype=bool)
             if single:  # concepts still only under their own label
-                norm = {self.kb.aliases[r] for r in rows}
-                keep = ~concept | np.array([normalize_alias(lab) in norm for lab in labels], dtype=bool)
+                norm = {fold_accents(self.kb.aliases[r]) for r in rows}
+                keep = ~concept | np.array([fold_accents(normalize_alias(lab)) in norm for lab in labels], dtype=bool)
         ents, pri = ents[keep], pri[keep]
         if len(pri):
             pri = pri / pri.sum()
         order = np.argsort(-pri, kind="stable")
         got = (ents[order], pri[order].astype(np.float32))
-        self._cands[(key, case)] = got
+        self._cands[(pattern, case)] = got
         return got
 
     def __call__(self, doc: Doc) -> LinkResult:
         """Link one doc. Sets nothing on the doc; see KnowledgeFeaturizer for that."""
-        if len(doc) == 0 or not self._key2alias:
-            return LinkResult.empty()
-        matches = self.matcher(doc)
-        if not matches:
-            return LinkResult.empty()
-        # one vectorised read of the token attributes the filters need, then plain lists
-        # (per-match numpy calls would cost more than the matching itself)
-        attrs = doc.to_array([LOWER, IS_TITLE, IS_UPPER, IS_ALPHA, IS_LOWER, ORTH, IS_SPACE])
-        lowers = attrs[:, 0].tolist()
-        # capitalised: Title, UPPER, or a word with any capital ("iPod")
-        cap_arr = (attrs[:, 1] != 0) | (attrs[:, 2] != 0) | ((attrs[:, 3] != 0) & (attrs[:, 4] == 0))
-        capital = cap_arr.tolist()
+        return self.pipe([doc])[0]
+
+    def pipe(self, docs: Sequence[Doc]) -> List[LinkResult]:
+        """Link a batch of docs: one vectorised alias search and filter pass for the
+        batch, then each doc's mentions disambiguated."""
+        return [self._disambiguate(m) if m else LinkResult.empty() for m in self.mentions_batch(docs)]
+
+    def mentions(self, doc: Doc) -> List[Mention]:
+        """The doc's alias mentions before disambiguation: longest non-overlapping
+        matches that pass the noise filters, sorted by start, each with its candidates
+        (highest prior first) as the writing allows them (see `candidates`)."""
+        return self.mentions_batch([doc])[0]
+
+    def mentions_batch(self, docs: Sequence[Doc]) -> List[List[Mention]]:
+        """`mentions` of every doc, the alias search and the filters done for the batch
+        at once (positions run through the batch, one doc after another)."""
+        out: List[List[Mention]] = [[] for _ in docs]
+        lengths = np.array([len(doc) for doc in docs], dtype=np.int64)
+        if not lengths.sum() or not len(self.patterns):
+            return out
+        # each token's word (accents folded: the patterns are folded too), by ORTH
+        rows = self.lexemes.rows(np.concatenate([doc.to_array(ORTH) for doc in docs if len(doc)]))
+        lowers, flags = self.lexemes.lower[rows], self.lexemes.flags[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        doc_of = np.repeat(np.arange(len(docs)), lengths)
+        doc_start, doc_end = offsets[doc_of], offsets[doc_of + 1]
+        starts, ends, pats = self.patterns.find(lowers, doc_end, self.lexemes.first_row[rows])
+        if not starts.size:
+            return out
+        cap = (flags & lex.CAP) != 0  # Title, UPPER, or a word with any capital ("iPod")
         # a token starts a sentence (as far as a tokenizer-only pipeline can tell) at the
         # start of the text or after sentence punctuation, a quote or a line break
-        sent_start_arr = np.ones(len(doc), dtype=bool)
-        sent_start_arr[1:] = (attrs[:-1, 6] != 0) | np.isin(attrs[:-1, 5], self._sent_break_arr)
-        sent_start = sent_start_arr.tolist()
-        lower_words: Optional[set] = None
-        name_words: set = set()
-        n_tok = len(doc)
-        mentions: List[Mention] = []
-        for _, start, end in matches:
-            key = tuple(lowers[start:end])
-            if key not in self._key2alias:  # pragma: no cover - matcher and table agree
-                continue
-            # Which readings the writing allows (see `candidates`): no capital -> a
-            # concept; a capitalised single word inside a sentence -> a name; one at a
-            # sentence start -> a concept if the doc also writes it in lowercase,
-            # else either; a capitalised multi-word span -> either.
-            if not any(capital[start:end]) or (
-                # "The challenge ...": the only capital is the sentence start
-                end - start > 1 and sent_start[start] and not any(capital[start + 1 : end])
-            ):
-                case = CASE_LOWER
-            elif end - start > 1:
-                case = CASE_ANY
-            elif (start + 1 < n_tok and capital[start + 1] and not sent_start[start + 1]) or (
-                start > 0 and capital[start - 1] and not sent_start[start - 1]
-                and lowers[start - 1] not in self._titles
-            ):
-                # one word of a longer name the KB does not know ("Leicester Square",
-                # "Prince Harry", "North Wales Police"): not the word's own entity;
-                # a title before a name ("Mr", "President") does not count
-                continue
-            elif sent_start[start]:
-                if lower_words is None:
-                    lower_words = set(attrs[attrs[:, 4] != 0, 0].tolist())
-                    name_words = set(attrs[cap_arr & ~sent_start_arr, 0].tolist())
-                if key[0] in lower_words:
-                    case = CASE_LOWER
-                elif key[0] in name_words:  # "Brown said ..." after "Mr Brown"
-                    case = CASE_NAME
-                else:
-                    case = CASE_ANY
-            else:
-                case = CASE_NAME
-            cands = self.candidates(key, case)
-            if not len(cands[0]):
-                continue
-            mentions.append((start, end, cands, case == CASE_LOWER))
-        if not mentions:
-            return LinkResult.empty()
-        return self._disambiguate(_longest_first(mentions))
+        sent_start = np.ones(lowers.shape[0], dtype=bool)
+        sent_start[1:] = (flags[:-1] & (lex.SPACE | lex.SENT_BREAK)) != 0
+        sent_start[offsets[:-1][lengths > 0]] = True
+        cum_cap = np.concatenate([[0], np.cumsum(cap)])
+        single = ends - starts == 1
+        # Which readings the writing allows (see `candidates`): no capital -> a concept
+        # (so is a multi-word span whose only capital is the sentence start: "The
+        # challenge ..."); a capitalised multi-word span -> either; a capitalised single
+        # word inside a sentence -> a name; one at a sentence start -> a concept if the
+        # doc also writes it in lowercase, a name if it writes it capitalised inside a
+        # sentence ("Brown said ..." after "Mr Brown"), else either.
+        lower = (cum_cap[ends] == cum_cap[starts]) | (
+            ~single & sent_start[starts] & (cum_cap[ends] == cum_cap[starts + 1]))
+        case = np.where(lower, CASE_LOWER, np.where(single, CASE_NAME, CASE_ANY))
+        # one word of a longer name the KB does not know ("Leicester Square", "Prince
+        # Harry", "North Wales Police") is not the word's own entity; a title before a
+        # name ("Mr", "President") does not make a longer name
+        nxt = np.minimum(starts + 1, lowers.shape[0] - 1)
+        prv = np.maximum(starts - 1, 0)
+        inside_name = ((starts + 1 < doc_end[starts]) & cap[nxt] & ~sent_start[nxt]) | (
+            (starts > doc_start[starts]) & cap[prv] & ~sent_start[prv] & ((flags[prv] & lex.TITLE) == 0))
+        drop = single & ~lower & inside_name
+        at_start = single & ~lower & ~drop & sent_start[starts]
+        if at_start.any():
+            # (doc, word) as one int: the word's rank among the batch's distinct hashes
+            order = np.argsort(lowers, kind="stable")
+            ranked = lowers[order]
+            words = np.empty(lowers.shape[0], dtype=np.int64)
+            words[order] = np.cumsum(np.concatenate([[0], ranked[1:] != ranked[:-1]]))
+            word_in_doc = doc_of * (int(words.max()) + 1) + words
+            asked = word_in_doc[starts[at_start]]
+            in_lower = _isin_sorted(asked, np.sort(word_in_doc[(flags & lex.LOWERCASE) != 0]))
+            in_name = _isin_sorted(asked, np.sort(word_in_doc[cap & ~sent_start]))
+            case[at_start] = np.where(in_lower, CASE_LOWER, np.where(in_name, CASE_NAME, CASE_ANY))
+        kept = np.flatnonzero(~drop)
+        # how many candidates each (pattern, case) keeps, from a table filled on first
+        # sight, so that Python runs only for the mentions chosen below
+        n_cands = self._n_cands[pats[kept], case[kept]]
+        if (n_cands < 0).any():
+            for pair in np.unique(pats[kept][n_cands < 0] * 3 + case[kept][n_cands < 0]).tolist():
+                self._n_cands[pair // 3, pair % 3] = len(self._candidates(pair // 3, pair % 3)[0])
+            n_cands = self._n_cands[pats[kept], case[kept]]
+        kept = kept[n_cands > 0]
+        kept = kept[longest_first(starts[kept], ends[kept])]
+        kept = kept[np.argsort(starts[kept], kind="stable")]
+        for m, p, c in zip(kept.tolist(), pats[kept].tolist(), case[kept].tolist()):
+            d = int(doc_of[starts[m]])
+            o = int(offsets[d])
+            out[d].append((int(starts[m]) - o, int(ends[m]) - o, self._candidates(p, c), c == CASE_LOWER))
+        return out
 
 
-def _longest_first(mentions: List[Tuple]) -> List[Tuple]:
-    """Longest non-overlapping mentions, as spacy.util.filter_spans chooses them (longest
-    first, then earliest), sorted by start -- on tuples, without creating Spans."""
-    taken: set = set()
-    out = []
-    for m in sorted(mentions, key=lambda m: (m[1] - m[0], -m[0]), reverse=True):
-        if m[0] not in taken and m[1] - 1 not in taken:
-            out.append(m)
-            taken.update(range(m[0], m[1]))
-    out.sort(key=lambda m: m[0])
-    return out
+def _isin_sorted(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """np.isin against a sorted `table`, by binary search."""
+    if not table.shape[0]:
+        return np.zeros(values.shape[0], dtype=bool)
+    pos = np.searchsorted(table, values)
+    pos[pos == table.shape[0]] = 0
+    return table[pos] == values
+
+
+class BlankTokenizer:
+    """spaCy's blank tokenizer of `vocab.lang` sharing `vocab`, made on the first call: a
+    linker whose KB has a stored alias index never tokenizes, and making the tokenizer
+    costs ~0.1 s of every pipeline load. `alias_index_key` names it without making it (a
+    blank tokenizer is fixed by the spaCy version and the language; `alias_spans.py`)."""
+
+    def __init__(self, vocab: Vocab) -> None:
+        self.vocab = vocab
+        self.lang = vocab.lang or "en"
+        self._tokenizer: Optional[Callable[[str], Doc]] = None
+
+    @property
+    def alias_index_key(self) -> str:
+        from spacy import about
+
+        return f"spacy-{about.__version__}/{self.lang}/blank"
+
+    def __call__(self, text: str) -> Doc:
+        if self._tokenizer is None:
+            import spacy
+
+            self._tokenizer = spacy.blank(self.lang, vocab=self.vocab).tokenizer
+        return self._tokenizer(text)
 
 
 def blank_tokenizer(vocab: Vocab) -> Callable[[str], Doc]:
-    """A blank tokenizer of `vocab.lang` sharing `vocab`, for alias and phrase patterns.
-    It costs ~0.1 s, so a featurizer makes one and hands it to its linker and rule matcher."""
-    import spacy
+    """A blank tokenizer of `vocab.lang` sharing `vocab`, for alias and phrase patterns
+    (a `BlankTokenizer`: made on first use), so a featurizer makes one and hands it to its
+    linker and rule matcher."""
+    return BlankTokenizer(vocab)
 
-    return spacy.blank(vocab.lang or "en", vocab=vocab).tokenizer
+
+def coherence_matrices(kb: "KnowledgeBase") -> CoherenceMatrices:
+    """The KB's coherence matrices, built once per KB and shared by its linkers."""
+    return kb.derived(("coherence_matrices",), lambda: CoherenceMatrices(kb.entity_arrays))
 
 
 def get_linker(vocab: Vocab, kb: "KnowledgeBase", config: Optional[LinkerConfig] = None, *,
                make_doc: Optional[Callable[[str], Doc]] = None) -> AliasLinker:
-    """The AliasLinker for (kb, vocab, config), built once per KB: building the
-    PhraseMatcher for ~30k aliases is the costly part, and every component and command
-    that links with the same KB and vocab can share it (it is read-only once built).
+    """The AliasLinker for (kb, vocab, config), built once per KB: every component and
+    command that links with the same KB and vocab can share it (it is read-only once
+    built but for its caches).
     make_doc (Optional[Callable[[str], Doc]]): tokenizer for a newly built linker."""
     config = config or LinkerConfig()
     return kb.derived(("alias_linker", vocab, config), lambda: AliasLinker(vocab, kb, make_doc=make_doc, config=config))
 
 
-__all__ = ["AliasLinker", "AliasTable", "LinkerConfig", "alias_table", "blank_tokenizer", "get_linker"]
+__all__ = ["AliasLinker", "AliasTable", "BlankTokenizer", "LinkerConfig", "alias_table", "blank_tokenizer", "coherence_matrices",
+           "get_linker"]

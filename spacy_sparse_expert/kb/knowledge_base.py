@@ -21,6 +21,9 @@ import numpy as np
 
 from ..errors import Errors, KBFormatError
 from . import kb_numbers, storage
+from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
+from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, read_alias_index, write_alias_index
+from .folding import fold_accents, folded_index, merge_candidates
 from .graph_features import normalize_features
 from .views import EntityArrays, build_entity_arrays
 
@@ -109,6 +112,10 @@ class KnowledgeBase:
         self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
         self._features.setflags(write=False)
         self._derived: dict[Hashable, Any] = {}
+        # The folder this KB was read from, and its alias index (`alias_index.py`): the
+        # linker checks the index's keys and rebuilds a missing or stale one into `path`.
+        self.path: Path | None = None
+        self.alias_index: AliasIndex | None = None
 
     def _check_consistent(self) -> None:
         """Raise ValueError unless tables and arrays fit together (every id in range,
@@ -219,16 +226,28 @@ class KnowledgeBase:
         start, end = self._arrays["alias_indptr"][i : i + 2]
         return self._arrays["alias_entities"][start:end], self._arrays["alias_priors"][start:end]
 
+    @cached_property
+    def folded_alias_index(self) -> dict[str, tuple[int, ...]]:
+        """Accent-folded alias -> alias ids (`folding.py`), built on first use."""
+        return folded_index(self.aliases)
+
+    def alias_ids(self, text: str) -> tuple[int, ...]:
+        """The alias ids `text` matches after normalisation and accent folding: "Sao Paulo"
+        matches "são paulo" (and "sao paulo", if the KB has both)."""
+        return self.folded_alias_index.get(fold_accents(normalize_alias(text)), ())
+
     def candidates(self, text: str) -> list[Candidate]:
         """Entities `text` may refer to, highest prior first (empty if no alias matches).
 
-        text (str): the mention; normalised with `normalize_alias` before lookup.
-        RETURNS (List[Candidate]): entity id, IRI, label and prior of each candidate.
+        text (str): the mention; normalised with `normalize_alias` and accent-folded before
+            lookup ("Sao Paulo" finds "São Paulo"; labels keep their accents).
+        RETURNS (List[Candidate]): entity id, IRI, label and prior of each candidate; where
+            several aliases fold to the same text, their candidates merged (`merge_candidates`).
         """
-        alias_id = self.alias_id(text)
-        if alias_id is None:
+        alias_ids = self.alias_ids(text)
+        if not alias_ids:
             return []
-        ids, priors = self.alias_candidates(alias_id)
+        ids, priors = merge_candidates([self.alias_candidates(a) for a in alias_ids])
         return [Candidate(int(e), self.entities[e], self.labels[e], float(p)) for e, p in zip(ids, priors)]
 
     def lookup(self, text: str) -> list[dict[str, Any]]:
@@ -368,20 +387,31 @@ class KnowledgeBase:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         storage.write_parts(path, *self._parts())
+        if self.alias_index is not None:
+            write_alias_index(path, self.alias_index)
 
     @classmethod
     def from_disk(cls, path: str | Path) -> KnowledgeBase:
         """Load a KB directory. Raises KBFormatError (E009/E010) if it is not one."""
         meta, tables, arrays = storage.read_parts(Path(path))
-        return cls._from_parts(meta, tables, arrays, Path(path))
+        kb = cls._from_parts(meta, tables, arrays, Path(path))
+        kb.path = Path(path)
+        kb.alias_index = read_alias_index(path)
+        return kb
 
     def to_bytes(self) -> bytes:
-        return storage.parts_to_bytes(*self._parts())
+        meta, tables, arrays = self._parts()
+        if self.alias_index is not None:  # so that a copy made from bytes does not tokenize again
+            arrays.update(index_to_arrays(self.alias_index, ALIAS_INDEX_PREFIX))
+        return storage.parts_to_bytes(meta, tables, arrays)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KnowledgeBase:
         meta, tables, arrays = storage.parts_from_bytes(data)
-        return cls._from_parts(meta, tables, arrays, "<bytes>")
+        index = index_from_arrays(arrays, ALIAS_INDEX_PREFIX)
+        kb = cls._from_parts(meta, tables, arrays, "<bytes>")
+        kb.alias_index = index
+        return kb
 
     @classmethod
     def _from_parts(cls, meta: dict[str, Any], tables: storage.Tables, arrays: storage.Arrays,

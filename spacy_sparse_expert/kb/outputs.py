@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Errors, KBImportError, SparseExpertError
-from .storage import KB_FILES, KB_FORMAT, META_FILE
+from .storage import KB_FORMAT, META_FILE, is_kb_entry
 
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted as meta.json must not block the open
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -59,7 +59,7 @@ def kb_refusal(path: Path) -> str | None:
     reason, names = existing_entries(path)
     if reason is not None or not names:
         return reason
-    foreign = [name for name in names if name not in KB_FILES]
+    foreign = [name for name in names if not is_kb_entry(name)]  # a derived alias index may sit beside
     if foreign:
         return f"it holds {_some(foreign)}, which a KB does not have"
     odd = [name for name in names if not stat.S_ISREG(os.lstat(path / name).st_mode)]

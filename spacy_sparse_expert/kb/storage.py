@@ -8,6 +8,9 @@ A KB directory holds three files:
 - ``arrays.npz``      numeric arrays (CSR index arrays, priors, graph features); read
                       with ``allow_pickle=False``, so a tampered file cannot run code
 
+It may also hold derived files, caches that text-side code rebuilds when missing or
+stale: ``alias_index.npz`` (kb/alias_index.py), written by ``write_extra_arrays``.
+
 Nothing here is pickled. ``to_bytes`` packs the same three parts into one msgpack blob.
 
 Replacing a directory is atomic for readers and safe under SIGKILL at any point: the new
@@ -27,13 +30,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import os
 import re
 import shutil
 import stat
 import struct
+import sys
 import tempfile
 import time
 import zipfile
@@ -44,6 +47,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from filelock import FileLock, Timeout
 
 from ..errors import Errors, KBFormatError, KBImportError, SparseExpertError
 
@@ -52,6 +56,11 @@ META_FILE = "meta.json"
 TABLES_FILE = "tables.msgpack"
 ARRAYS_FILE = "arrays.npz"
 KB_FILES = (META_FILE, TABLES_FILE, ARRAYS_FILE)
+# Derived files a KB folder may also hold (caches rebuilt when missing or stale, written
+# with `write_extra_arrays`), and the prefix of their temporary files.
+ALIAS_INDEX_FILE = "alias_index.npz"
+KB_EXTRA_FILES = (ALIAS_INDEX_FILE,)
+_EXTRA_TMP = re.compile(r"\.(" + "|".join(re.escape(n) for n in KB_EXTRA_FILES) + r")\.tmp-[A-Za-z0-9_]{8}")
 # The marker `import_rdf` writes into meta.json: what makes a directory replaceable.
 KB_FORMAT = "spacy-sparse-expert.kb"
 READ_ATTEMPTS = 50
@@ -84,7 +93,6 @@ class _Replaced(Exception):
 
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted as a KB file must not block the open
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
@@ -172,6 +180,46 @@ def _check_not_a_bomb(archive: zipfile.ZipFile) -> None:
             raise ValueError(f"{info.filename} would inflate to {info.file_size:,} bytes")
 
 
+def is_kb_entry(name: str) -> bool:
+    """Whether a folder entry named `name` belongs in a KB folder: its three files, a
+    derived file, or a derived file's temporary (left by a write killed midway)."""
+    return name in KB_FILES or name in KB_EXTRA_FILES or _EXTRA_TMP.fullmatch(name) is not None
+
+
+def read_extra_arrays(path: Path, name: str) -> Arrays | None:
+    """The arrays of derived file `name` in KB folder `path`, or None when it is missing
+    or not a regular file. Raises ValueError (or another _DAMAGED error) when damaged."""
+    try:
+        fd = os.open(path / name, os.O_RDONLY | _O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh, np.load(fh, allow_pickle=False) as npz:
+            _check_not_a_bomb(npz.zip)
+            return {key: npz[key] for key in npz.files}
+    except _DAMAGED as err:
+        raise ValueError(f"{path / name}: {err}") from err
+    finally:
+        os.close(fd)
+
+
+def write_extra_arrays(path: Path, name: str, arrays: Arrays) -> None:
+    """Write derived file `name` into KB folder `path` atomically: a temporary file beside
+    it, then one rename, so a reader sees the old file or the new one, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a KB file is a normal file
+        os.replace(tmp, path / name)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def check_version(meta: Mapping[str, Any], path: Path | str) -> None:
     found = meta.get("format_version") if isinstance(meta, Mapping) else None
     if found != FORMAT_VERSION:
@@ -235,34 +283,26 @@ def import_lock(output: Path, *, busy: BusyError = _import_busy) -> Iterator[Pat
 
     A second import into the same directory fails at once with E012 (or what `busy`
     returns) instead of waiting, so two jobs never interleave their renames. The lock is
-    an `flock`, released by the kernel if the process dies, so a crash leaves no stale
-    lock behind.
+    the `filelock` package's: an `flock` on POSIX and a byte-range lock on Windows, both
+    released by the system if the process dies, so a crash leaves no stale lock behind.
     """
     lock_path = output.parent / f".{output.name}.lock"
-    while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_NOFOLLOW, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            os.close(fd)
-            if err.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise busy(output, lock_path) from err
-            raise
-        # The previous holder may have unlinked the file between our open and flock:
-        # then we locked an orphan inode and must retry on the new file.
-        try:
-            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
+    # thread_local=False: the lock belongs to this import, whichever thread releases it
+    lock = FileLock(lock_path, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout as err:
+        raise busy(output, lock_path) from err
     try:
         yield lock_path
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        # Unlinked while still held, so nothing is left beside the output. A contender that
+        # opened the old file finds it unlinked once it locks it and does not take that lock
+        # (filelock checks st_nlink), so it reports busy. Windows cannot unlink an open
+        # file: there filelock removes it on release.
+        with contextlib.suppress(FileNotFoundError, PermissionError):
             os.unlink(lock_path)
-        os.close(fd)
+        lock.release()
 
 
 def _umask() -> int:
@@ -306,10 +346,23 @@ _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
 
+def _renameat2() -> Any:
+    """glibc's renameat2, or None. `ctypes.CDLL(None)` (the running process's own symbols)
+    exists only on POSIX; on Windows it raises TypeError, and musl or an old glibc has no
+    renameat2: all of those take the two-rename fallback."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError, AttributeError):
+        return None
+    return getattr(libc, "renameat2", None)
+
+
 def exchange(a: Path, b: Path) -> bool:
     """Swap two directories atomically (Linux renameat2 RENAME_EXCHANGE). RETURNS False
     where the system or file system cannot, and nothing was changed."""
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    renameat2 = _renameat2()
     if renameat2 is None:
         return False
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
