@@ -1,33 +1,49 @@
-"""Token patterns whose spaCy Matcher cost is unbounded, matched in bounded work.
+"""Token patterns matched over a whole batch of docs in array operations, in bounded work.
 
-spaCy's Matcher returns every match of `+` / `*`: on a run of r tokens that all pass the
-test that is r(r+1)/2 matches, and featurizing then touches every token of every match,
-r^3/6 in all (600 title-case tokens: 7 s and 1.7 GB; 1,000: out of memory). Wide ranges
-are no better: `{1,10}` expands to nine optional steps that the Matcher explores one by
-one (10,000 tokens: 6.6 s). Such patterns are matched here instead:
+spaCy's Matcher tests every pattern at every token in Python-visible steps, and returns
+every match of `+` / `*`: on a run of r tokens that all pass the test that is r(r+1)/2
+matches, and featurizing then touches every token of every match, r^3/6 in all (600
+title-case tokens: 7 s and 1.7 GB; 1,000: out of memory). Wide ranges are no better:
+`{1,10}` expands to nine optional steps that the Matcher explores one by one (10,000
+tokens: 6.6 s). Here instead:
 
 - each token test (the pattern token without its OP) is run once per distinct word with
-  spaCy's own Matcher, so its semantics are spaCy's, and then broadcast to the tokens;
-- the operators are simulated as a small NFA over all start positions at once (numpy),
-  for at most `max_length` tokens, so the work is O(tokens * max_length * steps);
-- of the matches, the leftmost-longest non-overlapping ones are kept (as a regex engine
-  does), so a rule covers each token at most once.
+  spaCy's own Matcher, so its semantics are spaCy's; the answers for a word are kept
+  across docs (a sorted hash table), so a batch only tests the words never seen before;
+  tests on attributes that can differ between tokens of one word (NORM, POS, ...) run
+  on the doc itself;
+- the operators are simulated as a small NFA over all start positions of the batch at
+  once (numpy), dropping dead starts after each token, so the work is
+  O(tokens + live starts * length * steps) per batch, not per doc; the bounded patterns
+  run stacked as one NFA (pattern_nfa.py), so the number of numpy calls does not grow
+  with the number of rules;
+- a bounded pattern (`every_match`) gives every match, exactly as spaCy's Matcher does
+  (distinct (key, start, end)); an unbounded one gives the leftmost-longest
+  non-overlapping matches of at most `max_length` tokens (as a regex engine does), so a
+  rule covers each token at most once.
+
+Lexeme attributes are read once per word: a program that changes a lexeme's flags (e.g.
+IS_STOP) after matching should build a new matcher.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from spacy.attrs import ORTH
+from spacy.attrs import LOWER, ORTH
 from spacy.matcher import Matcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from .pattern_nfa import StackedNFA
 from ..rules.pattern_bounds import OP_RANGE, DEFAULT_MAX_MATCH_LENGTH, MAX_OPTIONAL_STEPS, unbounded_reason
 
 # Hits of one rule in one doc beyond this are dropped (the first ones in doc order stay).
 DEFAULT_MAX_MATCHES_PER_RULE = 10_000
+# Distinct words whose test results are kept; past it the table starts afresh (bounded memory
+# on an endless stream of new words).
+MAX_CACHED_WORDS = 1 << 20
 
 ONE, OPTIONAL, STAR, NOT = 0, 1, 2, 3  # step kinds: one token, zero or one, any number, one not
 # Attributes of the lexeme (the same for every token of a word): their tests are run once
@@ -39,12 +55,35 @@ _LEXEME_ATTRS = frozenset({
 })
 
 
+class DocBatch(NamedTuple):
+    """The tokens of a batch of docs, flat (N = all tokens)."""
+
+    docs: Sequence[Doc]
+    orths: np.ndarray     # uint64 (N,) ORTH hash of each token
+    lowers: np.ndarray    # uint64 (N,) LOWER hash of each token
+    offsets: np.ndarray   # int64 (B,) first flat row of each doc
+    lengths: np.ndarray   # int64 (B,)
+    left: np.ndarray      # int64 (N,) tokens from this one to the end of its doc (>= 1)
+
+
+def doc_batch(docs: Sequence[Doc]) -> DocBatch:
+    """One `to_array` per doc, then everything is flat."""
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=len(docs))
+    offsets = np.cumsum(lengths) - lengths
+    parts = [d.to_array([ORTH, LOWER]) for d in docs if len(d)]
+    cols = np.concatenate(parts).astype(np.uint64, copy=False) if parts else np.zeros((0, 2), np.uint64)
+    ends = np.repeat(offsets + lengths, lengths)
+    return DocBatch(docs, np.ascontiguousarray(cols[:, 0]), np.ascontiguousarray(cols[:, 1]), offsets, lengths,
+                    ends - np.arange(len(cols), dtype=np.int64))
+
+
 class BoundedPatterns:
-    """Leftmost-longest, non-overlapping matches of token patterns, at most `max_length`
-    tokens each.
+    """Token patterns over batches of docs: every match of a bounded pattern, the
+    leftmost-longest non-overlapping matches (at most `max_length` tokens) of the others.
 
     vocab (Vocab): the pipeline's vocab.
-    max_length (int): longest match in tokens; a longer run is split into several matches.
+    max_length (int): longest match of an unbounded pattern, in tokens; a longer run is
+        split into several matches.
     """
 
     def __init__(self, vocab: Vocab, *, max_length: int = DEFAULT_MAX_MATCH_LENGTH) -> None:
@@ -52,30 +91,42 @@ class BoundedPatterns:
             raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
         self.vocab = vocab
         self.max_length = max_length
-        self._lexeme_tests = Matcher(vocab)   # run on a doc of the distinct words
-        self._token_tests = Matcher(vocab)    # run on the doc itself
+        self._lexeme_tests = Matcher(vocab)   # run on a doc of the words not seen before
+        self._token_tests = Matcher(vocab)    # run on the docs themselves
         self._spec_index: Dict[str, int] = {}
         self._lexeme_specs: List[int] = []
         self._token_specs: List[int] = []
         self._patterns: List[Tuple[int, np.ndarray, np.ndarray]] = []  # key, step kinds, step specs
+        self._every: List[bool] = []   # bounded pattern: every match (spaCy's semantics)
+        self._steps_max: List[int] = []  # tokens the NFA runs for
+        self._stacked: Optional[StackedNFA] = None  # the every_match patterns as one NFA
+        self._known = np.zeros(0, dtype=np.uint64)     # sorted ORTH hashes already tested
+        self._known_rows = np.zeros((0, 0), dtype=np.bool_)  # (n_known, n_lexeme_specs)
 
     def __len__(self) -> int:
         return len(self._patterns)
 
-    def add(self, key: int, pattern: Sequence[Dict[str, Any]]) -> None:
-        """Add one token pattern (spaCy's format) under match key `key`."""
+    def add(self, key: int, pattern: Sequence[Dict[str, Any]], *, every_match: bool = False) -> None:
+        """Add one token pattern (spaCy's format) under match key `key`. every_match: give
+        every match, as spaCy's Matcher does (only for patterns `unbounded_reason` passes)."""
+        if every_match and unbounded_reason(list(pattern)) is not None:
+            raise ValueError(f"every_match needs a bounded pattern: {unbounded_reason(list(pattern))}")
         kinds: List[int] = []
         specs: List[int] = []
-        cap = self.max_length + 1  # more steps than that can never fit in a match
+        cap = (1 << 30) if every_match else self.max_length + 1  # more steps can never fit
         for spec in pattern:
             test = {k: v for k, v in spec.items() if k.upper() != "OP"}
             index = self._spec(test)
             for kind in _steps(spec.get("OP"), cap):
                 kinds.append(kind)
                 specs.append(index)
-        if sum(k in (ONE, NOT) for k in kinds) > self.max_length:
+        longest = sum(k != STAR for k in kinds)
+        if not every_match and sum(k in (ONE, NOT) for k in kinds) > self.max_length:
             return  # its shortest match is longer than any match may be
         self._patterns.append((key, np.asarray(kinds, dtype=np.int8), np.asarray(specs, dtype=np.int64)))
+        self._every.append(every_match)
+        self._stacked = None  # rebuilt when next needed
+        self._steps_max.append(longest if every_match else self.max_length)
 
     def _spec(self, test: Dict[str, Any]) -> int:
         name = json.dumps(test, sort_keys=True, default=str)
@@ -85,74 +136,153 @@ class BoundedPatterns:
             lexical = all(k.upper() in _LEXEME_ATTRS for k in test)
             (self._lexeme_tests if lexical else self._token_tests).add(str(index), [[test]])
             (self._lexeme_specs if lexical else self._token_specs).append(index)
+            if lexical:  # the kept answers lack this test: start afresh
+                self._known = np.zeros(0, dtype=np.uint64)
+                self._known_rows = np.zeros((0, len(self._lexeme_specs)), dtype=np.bool_)
         return index
 
     def __call__(self, doc: Doc) -> List[Tuple[int, int, int]]:
-        """RETURNS (List[Tuple[int, int, int]]): (key, start, end) of the matches."""
-        if not self._patterns or not len(doc):
-            return []
-        passes = self.token_tests(doc)
-        out: List[Tuple[int, int, int]] = []
-        for key, kinds, specs in self._patterns:
-            longest = self._longest(passes, kinds, specs, len(doc))
-            out.extend((key, s, e) for s, e in leftmost_longest(longest))
-        return out
+        """RETURNS (List[Tuple[int, int, int]]): (key, start, end) of the matches in `doc`."""
+        _, keys, starts, ends = self.match(doc_batch([doc]))
+        return list(zip(keys.tolist(), starts.tolist(), ends.tolist()))
+
+    def match(self, batch: DocBatch) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Matches in a batch: RETURNS (doc index, key, start, end) int64/uint64 arrays,
+        starts and ends within the doc; bounded patterns' matches distinct per key."""
+        n = len(batch.orths)
+        if not self._patterns or not n:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z.astype(np.uint64), z, z
+        passes = self.batch_tests(batch)
+        key_l, start_l, len_l, every_l = [], [], [], []
+        if self._stacked is None:
+            self._stacked = StackedNFA([p for p, every in zip(self._patterns, self._every) if every])
+        if self._stacked.n_rows:  # every bounded pattern at once
+            keys, starts, lengths = self._stacked.run(passes, batch.left)
+            key_l.append(keys)
+            start_l.append(starts)
+            len_l.append(lengths)
+            every_l.append(np.ones(len(keys), dtype=np.bool_))
+        for (key, kinds, specs), every, steps in zip(self._patterns, self._every, self._steps_max):
+            if not every:
+                longest = np.zeros(n, dtype=np.int64)
+                for length, starts in self._accept_starts(passes, kinds, specs, batch.left, steps):
+                    longest[starts] = length
+                # matches never cross a doc's end, so one scan over the batch is per doc
+                spans = np.asarray(leftmost_longest(longest), dtype=np.int64).reshape(-1, 2)
+                start_l.append(spans[:, 0])
+                len_l.append(spans[:, 1] - spans[:, 0])
+                key_l.append(np.full(len(spans), key, dtype=np.uint64))
+                every_l.append(np.zeros(len(spans), dtype=np.bool_))
+        if not start_l:
+            z = np.zeros(0, dtype=np.int64)
+            return z, z.astype(np.uint64), z, z
+        keys, starts = np.concatenate(key_l), np.concatenate(start_l)
+        lengths, every_a = np.concatenate(len_l), np.concatenate(every_l)
+        # spaCy's Matcher returns a (key, start, end) once though several patterns of the key
+        # (or several paths through one: `?` `?`) reach it
+        order = np.lexsort((lengths, starts, keys, ~every_a))
+        keys, starts, lengths, every_a = keys[order], starts[order], lengths[order], every_a[order]
+        same = np.zeros(len(keys), dtype=np.bool_)
+        same[1:] = every_a[1:] & every_a[:-1] & (keys[1:] == keys[:-1]) & (starts[1:] == starts[:-1]) & (
+            lengths[1:] == lengths[:-1])
+        keys, starts, lengths = keys[~same], starts[~same], lengths[~same]
+        doc = np.searchsorted(batch.offsets, starts, side="right") - 1
+        # an empty doc shares its offset with the next one: searchsorted(right) skips it
+        local = starts - batch.offsets[doc]
+        return doc, keys, local, local + lengths
 
     def token_tests(self, doc: Doc) -> np.ndarray:
         """(n_specs, len(doc) + max_length) bool: token j passes test i (False past the end)."""
-        n = len(doc)
-        passes = np.zeros((len(self._spec_index), n + self.max_length), dtype=np.bool_)
-        strings = self.vocab.strings
-        if self._lexeme_specs:
-            orths = doc.to_array([ORTH]).reshape(-1)
-            words, inverse = np.unique(orths, return_inverse=True)
-            vocab_doc = Doc(self.vocab, words=[strings[int(h)] for h in words.tolist()])
-            by_word = np.zeros((len(self._spec_index), len(words)), dtype=np.bool_)
-            for k, s, _ in self._lexeme_tests(vocab_doc):
-                by_word[int(strings[k]), s] = True
-            passes[:, :n] = by_word[:, inverse.reshape(-1)]
+        passes = self.batch_tests(doc_batch([doc]))
+        return np.concatenate([passes, np.zeros((len(passes), self.max_length), dtype=np.bool_)], axis=1)
+
+    def batch_tests(self, batch: DocBatch) -> np.ndarray:
+        """(n_specs, N) bool: flat token j of the batch passes test i."""
+        n = len(batch.orths)
+        passes = np.zeros((len(self._spec_index), n), dtype=np.bool_)
+        if self._lexeme_specs and n:
+            words, inverse = np.unique(batch.orths, return_inverse=True)
+            rows = self._word_rows(words)
+            passes[self._lexeme_specs] = rows[inverse.reshape(-1)].T
         if self._token_specs:
-            for k, s, _ in self._token_tests(doc):
-                passes[int(strings[k]), s] = True
+            strings = self.vocab.strings
+            for doc, offset in zip(batch.docs, batch.offsets.tolist()):
+                for k, s, _ in self._token_tests(doc) if len(doc) else ():
+                    passes[int(strings[k]), offset + s] = True
         return passes
 
-    def _longest(self, passes: np.ndarray, kinds: np.ndarray, specs: np.ndarray, n: int) -> np.ndarray:
-        """Length of the longest match (<= max_length) at every start, 0 where none."""
-        longest = np.zeros(n, dtype=np.int64)
-        for length, accept in self.accepting(passes, kinds, specs, n):
-            longest[accept] = length
-        return longest
+    def _word_rows(self, words: np.ndarray) -> np.ndarray:
+        """(len(words), n_lexeme_specs) test results of sorted distinct ORTH hashes; words
+        not seen before are tested now (one Matcher call on a doc of them) and kept."""
+        known = self._known
+        pos = np.searchsorted(known, words)
+        found = pos < len(known)
+        found[found] = known[pos[found]] == words[found]
+        if not found.all():
+            new = words[~found]
+            strings = self.vocab.strings
+            vocab_doc = Doc(self.vocab, words=[strings[int(h)] for h in new.tolist()])
+            col = {spec: j for j, spec in enumerate(self._lexeme_specs)}
+            rows = np.zeros((len(new), len(self._lexeme_specs)), dtype=np.bool_)
+            for k, s, _ in self._lexeme_tests(vocab_doc):
+                rows[s, col[int(strings[k])]] = True
+            if len(known) + len(new) > MAX_CACHED_WORDS:
+                known, self._known_rows = np.zeros(0, dtype=np.uint64), self._known_rows[:0]
+            at = np.searchsorted(known, new)
+            self._known = np.insert(known, at, new)
+            self._known_rows = np.insert(self._known_rows, at, rows, axis=0)
+            pos = np.searchsorted(self._known, words)
+        return self._known_rows[pos]
 
     def accepting(
         self, passes: np.ndarray, kinds: np.ndarray, specs: np.ndarray, n: int
     ) -> Iterator[Tuple[int, np.ndarray]]:
-        """Yield (length, bool array over starts): the starts with a match of that length,
-        for length 1..max_length. The NFA runs for all starts at once: row j of the state
-        says "steps before j are done" for each start."""
+        """Yield (length, bool array over the n starts of one doc): the starts with a match
+        of that length, for length 1..max_length. `passes`: (n_specs, >= n) test results."""
+        left = n - np.arange(n, dtype=np.int64)
+        for length, starts in self._accept_starts(passes, kinds, specs, left, self.max_length):
+            accept = np.zeros(n, dtype=np.bool_)
+            accept[starts] = True
+            yield length, accept
+
+    @staticmethod
+    def _accept_starts(
+        passes: np.ndarray, kinds: np.ndarray, specs: np.ndarray, left: np.ndarray, max_steps: int
+    ) -> Iterator[Tuple[int, np.ndarray]]:
+        """Yield (length, start positions with a match of that length), length 1..max_steps.
+        The NFA runs for all starts at once: row j of the state says "steps before j are
+        done" for each live start; a start is dropped once no step is live for it."""
         n_steps = len(kinds)
-        skippable = [k in (OPTIONAL, STAR) for k in kinds.tolist()]
-        state = np.zeros((n_steps + 1, n), dtype=np.bool_)
+        kind_l, spec_l = kinds.tolist(), specs.tolist()
+        skippable = [k in (OPTIONAL, STAR) for k in kind_l]
+        width = passes.shape[1]
+        pos = np.arange(len(left), dtype=np.int64)
+        state = np.zeros((n_steps + 1, len(pos)), dtype=np.bool_)
         state[0] = True
         _close(state, skippable)
-        inside = np.ones(n + self.max_length, dtype=np.bool_)
-        inside[n:] = False
-        for k in range(self.max_length):
-            here = passes[:, k : k + n]  # test results of token start + k, for every start
+        for k in range(max_steps):
+            inside = left > k  # token start + k is in the start's doc
+            at = np.minimum(pos + k, width - 1)
             nxt = np.zeros_like(state)
-            for j, (kind, spec) in enumerate(zip(kinds.tolist(), specs.tolist())):
+            for j, (kind, spec) in enumerate(zip(kind_l, spec_l)):
                 row = state[j]
-                if kind == ONE or kind == OPTIONAL:
-                    nxt[j + 1] |= row & here[spec]
-                elif kind == STAR:
-                    nxt[j] |= row & here[spec]
-                else:  # NOT: one token, inside the doc, that fails the test
-                    nxt[j + 1] |= row & ~here[spec] & inside[k : k + n]
+                if not row.any():
+                    continue
+                if kind == NOT:  # one token, inside the doc, that fails the test
+                    nxt[j + 1] |= row & ~passes[spec, at] & inside
+                else:
+                    step = row & passes[spec, at] & inside
+                    nxt[j + 1 if kind != STAR else j] |= step
             _close(nxt, skippable)
-            state = nxt
-            if state[n_steps].any():
-                yield k + 1, state[n_steps].copy()
-            if not state.any():
+            if nxt[n_steps].any():
+                yield k + 1, pos[nxt[n_steps]]
+            live = nxt[:n_steps].any(axis=0)
+            if not live.any():
                 return
+            if 2 * int(live.sum()) < live.size:  # drop the dead starts
+                nxt, pos, left = nxt[:, live], pos[live], left[live]
+            state = nxt
 
 
 def _close(state: np.ndarray, skippable: List[bool]) -> None:
@@ -210,43 +340,7 @@ def cap_per_key(keys: np.ndarray, starts: np.ndarray, limit: int) -> np.ndarray:
     return np.sort(order[rank < limit])
 
 
-class WholeDocMatcher:
-    """Patterns run over the whole doc, like spaCy's Matcher: each pattern goes to spaCy's
-    Matcher (every match) unless `unbounded_reason` names a reason, then to
-    BoundedPatterns (leftmost-longest, non-overlapping, at most `max_length` tokens).
-
-    vocab (Vocab): the pipeline's vocab.
-    max_length (int): longest match of the bounded patterns, in tokens.
-    """
-
-    def __init__(self, vocab: Vocab, *, max_length: int = DEFAULT_MAX_MATCH_LENGTH) -> None:
-        self.spacy_matcher = Matcher(vocab)
-        self.bounded = BoundedPatterns(vocab, max_length=max_length)
-        self._keys: Set[str] = set()
-
-    def __len__(self) -> int:
-        """Number of keys (rules), as for spaCy's Matcher."""
-        return len(self._keys)
-
-    def add(self, key: str, patterns: Sequence[Sequence[Dict[str, Any]]]) -> None:
-        """Add the patterns of one key (spaCy's format)."""
-        plain = [list(p) for p in patterns if unbounded_reason(list(p)) is None]
-        if plain:
-            self.spacy_matcher.add(key, plain)
-        key_hash = self.spacy_matcher.vocab.strings.add(key)
-        for pattern in patterns:
-            if unbounded_reason(list(pattern)) is not None:
-                self.bounded.add(key_hash, list(pattern))
-        self._keys.add(key)
-
-    def __call__(self, doc: Doc) -> List[Tuple[int, int, int]]:
-        """RETURNS (List[Tuple[int, int, int]]): (key hash, start, end) of the matches."""
-        out: List[Tuple[int, int, int]] = list(self.spacy_matcher(doc)) if len(self.spacy_matcher) else []
-        out.extend(self.bounded(doc))
-        return out
-
-
 __all__ = [
-    "BoundedPatterns", "WholeDocMatcher", "DEFAULT_MAX_MATCH_LENGTH", "DEFAULT_MAX_MATCHES_PER_RULE", "MAX_OPTIONAL_STEPS",
-    "cap_per_key", "leftmost_longest", "unbounded_reason",
+    "BoundedPatterns", "DocBatch", "DEFAULT_MAX_MATCH_LENGTH", "DEFAULT_MAX_MATCHES_PER_RULE", "MAX_OPTIONAL_STEPS",
+    "cap_per_key", "doc_batch", "leftmost_longest", "unbounded_reason",
 ]

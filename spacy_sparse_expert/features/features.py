@@ -17,7 +17,7 @@ annotations, `write_annotations` (the component's set_annotations) writes them.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.tokens import Doc
@@ -28,7 +28,8 @@ from ..kb.graph_features import sorted_unique
 from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
 from .disambiguation import LinkResult
 from .linker import AliasLinker, LinkerConfig, blank_tokenizer, get_linker
-from .rule_matcher import RuleHits, RuleMatcher, csr_gather
+from .knowledge_arrays import BatchLinks, DocKnowledge, KnowledgeBatch, entity_id_rows, expand_spans, span_tokens
+from .rule_matcher import FlatHits, RuleMatcher, csr_gather
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -41,27 +42,6 @@ DENSE_TAIL: Tuple[str, ...] = ("is_linked", "link_prior")
 
 
 register_extensions()
-
-
-class DocKnowledge(NamedTuple):
-    """Knowledge features of one doc (n = number of tokens).
-
-    ids_indptr (np.int64, (n + 1,)) and ids (np.int64, (nnz,)): per-token sparse ids in
-        CSR form, sorted and unique within a token.
-    dense (np.float32, (n, n_dense)): KB graph features of the linked entity, then
-        is_linked and link_prior; zeros for unlinked tokens.
-    expert_bias (np.float32, (n, n_experts)): sum of weight * experts of the rules that
-        cover the token.
-    label_bias (np.float32, (n_labels,)): sum over the doc's rule hits of weight * labels.
-    linked (np.bool_, (n,)): token inside a linked span or a rule match.
-    """
-
-    ids_indptr: np.ndarray
-    ids: np.ndarray
-    dense: np.ndarray
-    expert_bias: np.ndarray
-    label_bias: np.ndarray
-    linked: np.ndarray
 
 
 class KnowledgeFeaturizer:
@@ -94,6 +74,7 @@ class KnowledgeFeaturizer:
         self.rules = rules
         self.labels: Tuple[str, ...] = tuple(labels)
         self.n_experts = int(n_experts)
+        self.max_types_per_entity = max_types_per_entity
         self.n_types = kb.n_types if kb is not None else 0
         self.n_predicates = kb.n_predicates if kb is not None else 0
         self.n_features = kb.n_features if kb is not None else 0
@@ -116,6 +97,12 @@ class KnowledgeFeaturizer:
         self._types_indptr, self._types = first_per_row(
             a.types_indptr if a is not None else np.zeros(1, dtype=np.int64),
             a.types if a is not None else np.zeros(0, dtype=np.int64), max_types_per_entity)
+        # each entity's sparse ids (its types, then its predicates), one CSR built once, so a
+        # span gathers one row
+        self._entity_ids_indptr, self._entity_ids = entity_id_rows(
+            self._types_indptr, self._types,
+            a.preds_indptr if a is not None else np.zeros(1, dtype=np.int64),
+            a.preds if a is not None else np.zeros(0, dtype=np.int64), self.n_types)
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
         self._label_cache: Dict[int, str] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
@@ -144,17 +131,13 @@ class KnowledgeFeaturizer:
             return "rule:" + self.rule_matcher.ids[i - self._rule_offset]  # type: ignore[union-attr]
         return FLAG_NAMES[i - self._flag_offset]
 
-    def pipe(self, docs: Iterable[Doc]) -> List[DocKnowledge]:
-        """Featurize many docs (the matchers are built once and reused). Writes nothing
-        on the docs (the model calls this in predict); the batch's annotations are kept
-        for `annotations(docs)`."""
+    def pipe(self, docs: Iterable[Doc]) -> KnowledgeBatch:
+        """Featurize many docs (the matchers are built once and reused; pattern rules and
+        the per-token arrays are computed once for the whole batch). Writes nothing on the
+        docs (the model calls this in predict); the batch's annotations are kept for
+        `annotations(docs)`."""
         docs = list(docs)
-        out: List[DocKnowledge] = []
-        anns: List[DocAnnotations] = []
-        for doc in docs:
-            dk, ann = self.analyse(doc)
-            out.append(dk)
-            anns.append(ann)
+        out, anns = self.analyse_batch(docs)
         self._pending = ([(id(doc), len(doc)) for doc in docs], anns)
         return out
 
@@ -166,7 +149,7 @@ class KnowledgeFeaturizer:
         self._pending = ([], [])
         if keys == [(id(doc), len(doc)) for doc in docs]:
             return anns
-        return [self.analyse(doc)[1] for doc in docs]
+        return self.analyse_batch(docs)[1]
 
     def __call__(self, doc: Doc, *, annotate: bool = True) -> DocKnowledge:
         """Featurize one doc and (unless annotate=False) write its annotations:
@@ -178,17 +161,30 @@ class KnowledgeFeaturizer:
 
     def analyse(self, doc: Doc) -> Tuple[DocKnowledge, DocAnnotations]:
         """Featurize one doc without touching it: RETURNS (features, annotations)."""
-        n = len(doc)
-        link = self.linker(doc) if self.linker is not None and n else LinkResult.empty()
-        hits = self._rule_hits(doc, link)
-        rule_hits: Tuple[RuleHit, ...] = tuple(
-            (self.rule_matcher.ids[r], s, e)  # type: ignore[union-attr]
-            for r, s, e in zip(hits.rules.tolist(), hits.starts.tolist(), hits.ends.tolist())
-        )
-        links, labels = self._annotate_links(link)
-        return self._assemble(n, link, hits), DocAnnotations(links, labels, rule_hits)
+        dks, anns = self.analyse_batch([doc])
+        return dks[0], anns[0]
+
+    def analyse_batch(self, docs: Sequence[Doc]) -> Tuple[KnowledgeBatch, List[DocAnnotations]]:
+        """Featurize docs without touching them: RETURNS (features, annotations), one per doc."""
+        links = self.linker.pipe(docs) if self.linker is not None else [LinkResult.empty() for _ in docs]
+        flat = BatchLinks.of(links)
+        hits = self._rule_hits(docs, flat)
+        lengths = np.fromiter((len(doc) for doc in docs), dtype=np.int64, count=len(docs))
+        return self._assemble(lengths, flat, hits), self._annotations(links, hits)
 
     # --- steps -------------------------------------------------------------------------
+
+    def _annotations(self, links: Sequence[LinkResult], hits: FlatHits) -> List[DocAnnotations]:
+        """What set_annotations writes, as plain values, per doc."""
+        ids = self.rule_matcher.ids if self.rule_matcher is not None else []
+        triples = list(zip([ids[r] for r in hits.rules.tolist()], hits.starts.tolist(), hits.ends.tolist()))
+        bounds = np.searchsorted(hits.docs, np.arange(len(links) + 1)).tolist()
+        anns: List[DocAnnotations] = []
+        for i, link in enumerate(links):
+            rule_hits: Tuple[RuleHit, ...] = tuple(triples[bounds[i] : bounds[i + 1]])
+            records, labels = self._annotate_links(link)
+            anns.append(DocAnnotations(records, labels, rule_hits))
+        return anns
 
     def _annotate_links(self, link: LinkResult) -> Tuple[Tuple[LinkRecord, ...], Tuple[str, ...]]:
         """(records, span labels) of the linked mentions, plain values sorted by start."""
@@ -222,74 +218,73 @@ class KnowledgeFeaturizer:
             self._types_cache[ent] = got
         return got
 
-    def _rule_hits(self, doc: Doc, link: LinkResult) -> RuleHits:
+    def _rule_hits(self, docs: Sequence[Doc], links: BatchLinks) -> FlatHits:
+        """Token and entity rule hits of a batch, sorted by doc (token hits first)."""
         rm = self.rule_matcher
-        if rm is None or not len(doc):
-            z = np.zeros((0,), dtype=np.int64)
-            return RuleHits(z, z.copy(), z.copy())
-        tok = rm.token_hits(doc)
-        ent = rm.entity_hits(link.entities, link.starts, link.ends)
-        if not len(ent):
+        if rm is None:
+            return FlatHits.empty()
+        tok = rm.token_hits_flat(docs)
+        ent = rm.entity_hits_flat(links.entities, links.starts, links.ends, links.docs)
+        if not len(ent.docs):
             return tok
-        if not len(tok):
-            return ent
-        return RuleHits(
-            np.concatenate([tok.rules, ent.rules]),
-            np.concatenate([tok.starts, ent.starts]),
-            np.concatenate([tok.ends, ent.ends]),
-        )
+        both = [np.concatenate([a, b]) for a, b in zip(tok, ent)]
+        order = np.argsort(both[0], kind="stable")
+        return FlatHits(*(a[order] for a in both))
 
-    def _assemble(self, n: int, link: LinkResult, hits: RuleHits) -> DocKnowledge:
+    def _assemble(self, lengths: np.ndarray, links: BatchLinks, hits: FlatHits) -> KnowledgeBatch:
+        """The batch's arrays in one pass over its flat tokens, then a view per doc."""
+        n_docs, n = len(lengths), int(lengths.sum())
+        offsets = np.cumsum(lengths) - lengths
         n_ids = self.n_ids
         dense = np.zeros((n, self.n_dense), dtype=np.float32)
         expert_bias = np.zeros((n, self.n_experts), dtype=np.float32)
-        label_bias = np.zeros((len(self.labels),), dtype=np.float32)
+        label_bias = np.zeros((n_docs, len(self.labels)), dtype=np.float32)
         linked = np.zeros((n,), dtype=np.bool_)
         tok_parts: List[np.ndarray] = []
         id_parts: List[np.ndarray] = []
         f0 = self._flag_offset
-        if len(link.entities):
+        if len(links.entities):
             arrays = self._arrays
             assert arrays is not None
-            ents, starts, ends = link.entities, link.starts, link.ends
+            ents = links.entities
+            starts, ends = links.starts + offsets[links.docs], links.ends + offsets[links.docs]
             n_spans = len(ents)
-            # ids every token of a span gets: types, predicates, linked (+ ambiguous) flag
-            ct, vt = csr_gather(self._types_indptr, self._types, ents)
-            cp, vp = csr_gather(arrays.preds_indptr, arrays.preds, ents)
-            amb = np.flatnonzero(link.n_candidates > 1)
-            low = np.flatnonzero(link.lowercase)
-            span_idx = np.concatenate([
-                np.repeat(np.arange(n_spans), ct), np.repeat(np.arange(n_spans), cp),
-                np.arange(n_spans), amb, low,
-            ])
+            # ids every token of a span gets: the entity's row, linked (+ ambiguous,
+            # lowercase) flags
+            ce, ve = csr_gather(self._entity_ids_indptr, self._entity_ids, ents)
+            amb = np.flatnonzero(links.n_candidates > 1)
+            low = np.flatnonzero(links.lowercase)
+            span_idx = np.concatenate([np.repeat(np.arange(n_spans), ce), np.arange(n_spans), amb, low])
             values = np.concatenate([
-                vt, vp + self.n_types,
+                ve,
                 np.full(n_spans, f0 + _LINKED, dtype=np.int64),
                 np.full(len(amb), f0 + _AMBIGUOUS, dtype=np.int64),
                 np.full(len(low), f0 + _LOWERCASE, dtype=np.int64),
             ])
-            t, v = _expand(starts, ends, span_idx, values)
+            t, v = expand_spans(starts, ends, span_idx, values)
             tok_parts += [t, starts]
             id_parts += [v, np.full(n_spans, f0 + _BEGIN, dtype=np.int64)]
             # dense: graph features of the entity, is_linked, prior
-            span_tok, tok = _span_tokens(starts, ends)
+            span_tok, tok = span_tokens(starts, ends)
             nf = self.n_features
             if nf:
                 dense[tok, :nf] = arrays.features[ents[span_tok]]
             dense[tok, nf] = 1.0
-            dense[tok, nf + 1] = link.priors[span_tok]
+            dense[tok, nf + 1] = links.priors[span_tok]
             linked[tok] = True
-        if len(hits):
+        if len(hits.docs):
             rm = self.rule_matcher
             assert rm is not None
-            hit_tok, tok = _span_tokens(hits.starts, hits.ends)
-            rules = hits.rules[hit_tok]
+            shift = offsets[hits.docs]
+            rules = hits.rules
+            hit_tok, tok = span_tokens(hits.starts + shift, hits.ends + shift)
             # a (token, rule) pair counts once even if overlapping matches of a pattern
             # rule cover the token several times
-            pair = sorted_unique(tok * max(self.n_rules, 1) + rules)
-            ptok, prule = pair // max(self.n_rules, 1), pair % max(self.n_rules, 1)
+            n_rules = max(self.n_rules, 1)
+            pair = sorted_unique(tok * n_rules + rules[hit_tok])
+            ptok, prule = pair // n_rules, pair % n_rules
             np.add.at(expert_bias, ptok, rm.expert_weights[prule])
-            label_bias += rm.label_weights[hits.rules].sum(axis=0)
+            np.add.at(label_bias, hits.docs, rm.label_weights[rules])
             tok_parts += [ptok, ptok]
             id_parts += [prule + self._rule_offset, np.full(len(ptok), f0 + _RULE, dtype=np.int64)]
             linked[ptok] = True
@@ -303,27 +298,8 @@ class KnowledgeFeaturizer:
             counts = np.zeros((n,), dtype=np.int64)
         indptr = np.zeros((n + 1,), dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return DocKnowledge(indptr, ids.astype(np.int64, copy=False), dense, expert_bias, label_bias, linked)
+        return KnowledgeBatch(lengths, indptr, ids.astype(np.int64, copy=False), dense, expert_bias, label_bias,
+                              linked)
 
 
-def _span_tokens(starts: np.ndarray, ends: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """(span index, token index) for every token of every span, vectorised."""
-    lengths = ends - starts
-    total = int(lengths.sum())
-    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return span, starts[span] + offset
-
-
-def _expand(
-    starts: np.ndarray, ends: np.ndarray, span_idx: np.ndarray, values: np.ndarray
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Give each value (belonging to span span_idx) to every token of its span:
-    RETURNS (token index, value) pairs."""
-    lengths = (ends - starts)[span_idx]
-    total = int(lengths.sum())
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts[span_idx], lengths) + offset, np.repeat(values, lengths)
-
-
-__all__ = ["DocKnowledge", "KnowledgeFeaturizer", "FLAG_NAMES", "N_FLAGS"]
+__all__ = ["DocKnowledge", "KnowledgeBatch", "KnowledgeFeaturizer", "FLAG_NAMES", "N_FLAGS"]

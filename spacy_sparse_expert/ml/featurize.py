@@ -5,7 +5,8 @@ numpy over the concatenated tokens. The arrays become tensors in ``wrapper.py``.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+import hashlib
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.attrs import IDS as ATTR_IDS
@@ -58,14 +59,19 @@ class HashFeaturizer:
         self.seed = seed
 
     def __call__(self, docs: Sequence[Doc]) -> Dict[str, object]:
-        lengths = doc_lengths(docs)
+        return self.from_keys(self.token_keys(docs), doc_lengths(docs))
+
+    def token_keys(self, docs: Sequence[Doc]) -> np.ndarray:
+        """(N, n_attrs) uint64: the attributes of every token of the batch (one
+        ``to_array`` per doc)."""
+        parts = [doc.to_array(self.attr_ids).reshape(len(doc), -1) for doc in docs if len(doc)]
+        if not parts:
+            return np.zeros((0, len(self.attr_ids)), dtype=np.uint64)
+        return np.concatenate(parts).astype(np.uint64, copy=False)
+
+    def from_keys(self, keys: np.ndarray, lengths: np.ndarray) -> Dict[str, object]:
+        """The encoder's inputs from ``token_keys`` of docs with these lengths."""
         n = int(lengths.sum())
-        keys = np.zeros((n, len(self.attr_ids)), dtype=np.uint64)
-        start = 0
-        for doc, length in zip(docs, lengths):
-            if length:
-                keys[start : start + length] = doc.to_array(self.attr_ids)
-                start += length
         cols = []
         for j in range(len(self.attr_ids)):
             h = hash_keys(keys[:, j], self.seed + j, self.n_hashes).astype(np.uint64) % self.rows[j]
@@ -80,69 +86,169 @@ class HashFeaturizer:
         return {"hash_ids": ids, "packed_pos": packed_pos, "n_packed": n_packed}
 
 
-class PieceFeaturizer:
-    """Word pieces for :class:`~.torch.encoder.TransformerEncoder`.
+def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
+    """First piece of each window over ``n_pieces`` pieces: every ``stride`` pieces, the
+    last one moved back so that it ends with the document (all windows are full)."""
+    if n_pieces <= window:
+        return [0]
+    return list(range(0, n_pieces - window, stride)) + [n_pieces - window]
 
-    tokenizer: a Hugging Face fast tokenizer (needs ``word_ids``).
-    chunk (int): spaCy tokens per transformer sequence; long documents are split
-        into several sequences, so no document is truncated.
-    max_length (int): pieces per sequence (the rare overflow is truncated).
+
+def window_owners(starts: Sequence[int], window: int, n_pieces: int) -> np.ndarray:
+    """(n_windows + 1,) bounds: window i owns pieces [bounds[i], bounds[i+1]).
+
+    Each piece is read from the window whose centre is nearest to it, i.e. where it
+    has the most context on both sides; the bound between two overlapping windows is
+    the midpoint of their centres, which lies inside both (stride <= window)."""
+    starts_arr = np.asarray(starts, dtype=np.int64)
+    mids = (starts_arr[:-1] + starts_arr[1:] + window) // 2
+    return np.concatenate([[0], mids, [n_pieces]]).astype(np.int64)
+
+
+class PieceFeaturizer:
+    """Word pieces in overlapping windows for :class:`~.torch.encoder.TransformerEncoder`.
+
+    source: a :class:`~.transformer_files.TransformerSource` (gives the fast tokenizer,
+        whose ``word_ids`` align pieces to spaCy tokens; read when first needed).
+    max_length (int): pieces per window, the special pieces included.
+    stride (int): pieces between the starts of consecutive windows; stride < the
+        window's content pieces makes them overlap. No document is truncated: a long
+        one gets as many windows as it needs.
+    cache (Optional[VectorCache]): the frozen encoder's per-document vectors; documents
+        found there get no windows (``cached``), and ``doc_keys`` name every document.
     """
 
-    def __init__(self, tokenizer: object, *, chunk: int = 128, max_length: int = 512) -> None:
-        self.tokenizer = tokenizer
-        self.chunk = chunk
+    def __init__(self, source: Any, *, max_length: int = 256, stride: int = 192,
+                 cache: Optional[Any] = None) -> None:
+        self.source = source
         self.max_length = max_length
+        self.stride = stride
+        self.cache = cache if cache is not None and cache.enabled else None
+        self._template: Optional[Tuple[List[int], List[int], int]] = None
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.source.tokenizer
+
+    def template(self) -> Tuple[List[int], List[int], int]:
+        """(special pieces before the content, after it, padding id) of one sequence,
+        read off the tokenizer's own output for one word: no per-model table."""
+        if self._template is None:
+            tok = self.tokenizer
+            enc = tok(["x"], is_split_into_words=True)
+            ids, word_ids = list(enc["input_ids"]), enc.word_ids()
+            content = [i for i, w in enumerate(word_ids) if w is not None]
+            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+            self._template = (ids[: content[0]], ids[content[-1] + 1:], int(pad))
+            self.source.check_window(self.max_length, self.stride, len(ids) - len(content))
+        return self._template
+
+    @property
+    def window(self) -> int:
+        """Content pieces per window."""
+        prefix, suffix, _ = self.template()
+        return self.max_length - len(prefix) - len(suffix)
 
     def __call__(self, docs: Sequence[Doc]) -> Dict[str, object]:
-        words: List[List[str]] = []
-        firsts: List[int] = []  # flat token row of each chunk's first word
-        row = 0
-        for doc in docs:
-            texts = [t.text if t.text.strip() else "" for t in doc]
-            for i in range(0, len(texts), self.chunk):
-                words.append(texts[i : i + self.chunk])
-                firsts.append(row + i)
-            row += len(doc)
-        n_tokens = row
-        if not words:
-            empty = np.zeros((0, 1), dtype=np.int64)
-            return {"input_ids": empty, "attention_mask": empty, "piece_token": empty, "n_tokens": n_tokens}
-        enc = self.tokenizer(words, is_split_into_words=True, truncation=True, max_length=self.max_length,
-                             padding=True, return_tensors="np")
-        piece_token = np.full(enc["input_ids"].shape, n_tokens, dtype=np.int64)
-        for s, first in enumerate(firsts):
-            for p, w in enumerate(enc.word_ids(s)):
-                if w is not None:
-                    piece_token[s, p] = first + w
+        prefix, suffix, pad = self.template()
+        window = self.window
+        lengths = doc_lengths(docs)
+        starts = (np.cumsum(lengths) - lengths).astype(np.int64)
+        n_tokens = int(lengths.sum())
+        words = [[t.text if t.text.strip() else "" for t in doc] for doc in docs]
+        keys = [doc_key(w) for w in words] if self.cache is not None else None
+        cached = np.array([k in self.cache for k in keys], dtype=bool) if keys is not None else np.zeros(
+            len(docs), dtype=bool)
+        todo = [i for i in range(len(docs)) if not cached[i] and any(words[i])]
+        seqs: List[List[int]] = []
+        targets: List[np.ndarray] = []
+        if todo:
+            enc = self.tokenizer([words[i] for i in todo], is_split_into_words=True, add_special_tokens=False,
+                                 verbose=False)
+            for j, i in enumerate(todo):
+                ids = np.asarray(enc["input_ids"][j], dtype=np.int64)
+                if not len(ids):  # e.g. only characters the tokenizer drops
+                    continue
+                rows = np.asarray([n_tokens if w is None else starts[i] + w for w in enc.word_ids(j)],
+                                  dtype=np.int64)
+                win_starts = window_starts(len(ids), window, self.stride)
+                bounds = window_owners(win_starts, window, len(ids))
+                for k, ws in enumerate(win_starts):
+                    content = ids[ws: ws + window]
+                    target = np.full(len(content), n_tokens, dtype=np.int64)
+                    own = slice(bounds[k] - ws, bounds[k + 1] - ws)
+                    target[own] = rows[bounds[k]: bounds[k + 1]]
+                    seqs.append(prefix + content.tolist() + suffix)
+                    targets.append(np.concatenate([np.full(len(prefix), n_tokens), target,
+                                                   np.full(len(suffix), n_tokens)]).astype(np.int64))
+        width = max((len(s) for s in seqs), default=1)
+        input_ids = np.full((len(seqs), width), pad, dtype=np.int64)
+        attention_mask = np.zeros((len(seqs), width), dtype=np.int64)
+        piece_token = np.full((len(seqs), width), n_tokens, dtype=np.int64)
+        for s, (seq, target) in enumerate(zip(seqs, targets)):
+            input_ids[s, : len(seq)] = seq
+            attention_mask[s, : len(seq)] = 1
+            piece_token[s, : len(seq)] = target
         return {
-            "input_ids": enc["input_ids"].astype(np.int64),
-            "attention_mask": enc["attention_mask"].astype(np.int64),
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
             "piece_token": piece_token,
             "n_tokens": n_tokens,
+            "doc_starts": starts,
+            "doc_lengths": lengths,
+            "doc_keys": keys,
+            "cached": cached,
         }
 
 
-def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: int = 97) -> Dict[str, np.ndarray]:
+def doc_key(words: Sequence[str]) -> str:
+    """A document's cache key: a digest of exactly what the tokenizer reads (its token
+    texts, whitespace tokens as ""), so re-tokenised text never hits old vectors."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update("\x1f".join(words).encode("utf8", "surrogatepass"))
+    digest.update(str(len(words)).encode())
+    return digest.hexdigest()
+
+
+def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: int = 97,
+                 norms: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
     """Hashed bag of 1..ngram_size-grams over NORM, one bag per document.
 
     Each document's distinct n-grams count once (weight 1: a binary bag; the model
     multiplies by its idf and L2-normalises). RETURNS ids (M,), offsets (B,),
-    weights (M,) float32.
+    weights (M,) float32. The n-grams of the whole batch are built at once and made
+    distinct per document with one sort (per document: ordered by n-gram key).
+    norms (Optional[np.ndarray]): the batch's NORM column (uint64, all tokens), if the
+    caller has read it already.
     """
-    ids_per_doc: List[np.ndarray] = []
-    for doc in docs:
-        norms = doc.to_array(ATTR_IDS["NORM"]).astype(np.uint64) if len(doc) else np.zeros(0, np.uint64)
-        grams = [norms]
-        for n in range(2, ngram_size + 1):
-            if len(norms) >= n:
-                key = norms[: len(norms) - n + 1].copy()
-                for j in range(1, n):
-                    key = key * _BIGRAM_MIX ^ norms[j : len(norms) - n + 1 + j]
-                grams.append(key + np.uint64(n))
-        ids_per_doc.append(np.unique(np.concatenate(grams)))
-    counts = np.fromiter((len(x) for x in ids_per_doc), dtype=np.int64, count=len(ids_per_doc))
-    keys = np.concatenate(ids_per_doc) if ids_per_doc else np.zeros(0, np.uint64)
+    lengths = doc_lengths(docs)
+    if norms is None:
+        parts = [doc.to_array(ATTR_IDS["NORM"]) for doc in docs if len(doc)]
+        norms = np.concatenate(parts).astype(np.uint64, copy=False) if parts else np.zeros(0, np.uint64)
+    owner = doc_index(lengths)
+    # tokens from each one to the end of its document: an n-gram never crosses documents
+    left = np.repeat(np.cumsum(lengths), lengths) - np.arange(len(norms), dtype=np.int64)
+    grams, gram_docs = [norms], [owner]
+    for n in range(2, ngram_size + 1):
+        if len(norms) >= n:
+            count = len(norms) - n + 1
+            key = norms[:count].copy()
+            for j in range(1, n):
+                key = key * _BIGRAM_MIX ^ norms[j : count + j]
+            inside = left[:count] >= n
+            grams.append(key[inside] + np.uint64(n))
+            gram_docs.append(owner[:count][inside])
+    keys, key_docs = np.concatenate(grams), np.concatenate(gram_docs)
+    # by document, then by key: an unstable sort of the keys, then a stable one of the
+    # documents (small ints: numpy's radix sort), ~4x faster than np.lexsort here
+    order = np.argsort(keys)
+    narrow = np.uint16 if len(docs) <= np.iinfo(np.uint16).max else np.int64
+    order = order[np.argsort(key_docs[order].astype(narrow), kind="stable")]
+    keys, key_docs = keys[order], key_docs[order]
+    distinct = np.ones(len(keys), dtype=np.bool_)
+    distinct[1:] = (keys[1:] != keys[:-1]) | (key_docs[1:] != key_docs[:-1])
+    keys, key_docs = keys[distinct], key_docs[distinct]
+    counts = np.bincount(key_docs, minlength=len(docs)).astype(np.int64)
     ids = (hash_keys(keys, seed, 1)[:, 0].astype(np.uint64) % np.uint64(max(rows, 1))).astype(np.int64)
     weights = np.ones(len(ids), dtype=np.float32)
     offsets = (np.cumsum(counts) - counts).astype(np.int64)
@@ -152,14 +258,18 @@ def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: i
 def knowledge_features(
     dks: Sequence[object], lengths: np.ndarray, *, n_dense: int, n_experts: int, n_labels: int
 ) -> Dict[str, np.ndarray]:
-    """Concatenate per-document ``DocKnowledge`` into the flat layout.
+    """Concatenate per-document ``DocKnowledge`` into the flat layout (a ``KnowledgeBatch``,
+    which the featurizer's ``pipe`` returns, is in it already).
 
     RETURNS know_ids (K,), know_offsets (N,) (one bag per token), know_dense (N, n_dense),
     expert_bias (N, E), label_bias (B, L).
     """
     n = int(lengths.sum())
-    if not dks:
+    if not len(dks):
         return _no_knowledge(n, len(lengths), n_dense=n_dense, n_experts=n_experts, n_labels=n_labels)
+    flat = getattr(dks, "flat_inputs", None)
+    if flat is not None:  # a KnowledgeBatch: already the flat layout, nothing to copy
+        return flat()
     nnz = np.fromiter((len(dk.ids) for dk in dks), dtype=np.int64, count=len(dks))
     base = np.cumsum(nnz) - nnz
     offsets = [np.asarray(dk.ids_indptr[:-1], dtype=np.int64) + b for dk, b in zip(dks, base)]
@@ -203,12 +313,16 @@ def featurize_batch(
     """Everything the classifier's ``forward`` takes, as numpy (and two ints).
     ``knowledge``: one ``DocKnowledge`` per doc, or empty for no knowledge inputs."""
     lengths = doc_lengths(docs)
-    inputs: Dict[str, object] = {
-        "enc": token_featurizer(docs),
-        "doc_index": doc_index(lengths),
-        "n_docs": len(docs),
-    }
-    inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size))
+    norms: Optional[np.ndarray] = None
+    if isinstance(token_featurizer, HashFeaturizer) and "NORM" in token_featurizer.attrs:
+        # one to_array per doc serves the hashed ids and the n-gram bags
+        keys = token_featurizer.token_keys(docs)
+        enc: Dict[str, object] = token_featurizer.from_keys(keys, lengths)
+        norms = np.ascontiguousarray(keys[:, token_featurizer.attrs.index("NORM")])
+    else:
+        enc = token_featurizer(docs)
+    inputs: Dict[str, object] = {"enc": enc, "doc_index": doc_index(lengths), "n_docs": len(docs)}
+    inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size, norms=norms))
     inputs.update(knowledge_features(knowledge, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
     return inputs
 
@@ -219,4 +333,5 @@ def bow_doc_freq(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2) -> np.n
     return np.bincount(ids, minlength=rows).astype(np.float32)
 
 
-__all__ = ["HashFeaturizer", "bow_doc_freq", "PieceFeaturizer", "bow_features", "featurize_batch", "knowledge_features"]
+__all__ = ["HashFeaturizer", "bow_doc_freq", "PieceFeaturizer", "bow_features", "doc_key", "featurize_batch",
+           "knowledge_features", "window_owners", "window_starts"]

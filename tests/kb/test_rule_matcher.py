@@ -91,10 +91,11 @@ PATTERNS = [
 ]
 
 
-def test_anchored_windows_equal_whole_doc_matcher(nlp) -> None:
+def test_pattern_rules_equal_spacys_matcher(nlp) -> None:
+    """The array NFA over a batch gives spaCy's matches, per doc, batched or not."""
     lines = "\n".join(json.dumps({"id": f"p{i}", "pattern": p}) for i, p in enumerate(PATTERNS))
     rm = RuleMatcher(nlp.vocab, RuleSet.from_jsonl(lines), None, labels=["x"], n_experts=2)
-    assert len(rm.window_matcher) == 5 and len(rm.matcher) == 1
+    assert len(rm.patterns) == len(PATTERNS)
     reference = Matcher(nlp.vocab)
     for i, p in enumerate(PATTERNS):
         reference.add(f"sse_rule::p{i}", [p])
@@ -103,12 +104,16 @@ def test_anchored_windows_equal_whole_doc_matcher(nlp) -> None:
         "2-1", "In May 2004 sales rose 10%. 12 - 3", "", "In the 1st minute 3 goals came.",
         "1 2-3-4 5 in one 6 rose 7 % 8mbps 9th minute 10 foo bar . in 11",
     ]
-    for text in texts:
-        doc = nlp(text)
-        found = list(rm.matcher(doc)) + rm._window_matches(doc) if len(doc) else []
-        got = sorted((rm.ids[rm._key2row[k]], s, e) for k, s, e in found)
+    docs = [nlp(text) for text in texts]
+    batched = rm.token_hits_batch(docs)
+    for doc, hits in zip(docs, batched):
+        single = rm.token_hits(doc)
+        got = sorted((rm.ids[r], s, e) for r, s, e in zip(hits.rules.tolist(), hits.starts.tolist(),
+                                                          hits.ends.tolist()))
+        assert got == sorted((rm.ids[r], s, e) for r, s, e in zip(single.rules.tolist(), single.starts.tolist(),
+                                                                 single.ends.tolist()))
         want = sorted((nlp.vocab.strings[k].split("::")[1], s, e) for k, s, e in reference(doc))
-        assert got == want, text
+        assert got == want, doc.text
 
 
 def test_csr_gather() -> None:
