@@ -7,16 +7,18 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Iterable, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from ..errors import Errors, KBImportError, SparseExpertError
 from ._text import literal, safe_json
+
+if TYPE_CHECKING:  # the kb modules load on first use, inside the commands
+    from ..kb.phases import Phase
 
 app = typer.Typer(help="Compile RDF knowledge graphs into a KB directory and inspect it.", no_args_is_help=True)
 
@@ -62,10 +64,28 @@ def _size(text: str, key: str) -> int:
     return int(found.group(1)) * _UNITS[found.group(2).lower()]
 
 
-class _RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} triples/s" if speed else "", style="cyan")
+class _ImportProgress:
+    """The live line of `kb import` names the step running now (while parsing: the
+    triples read and their rate); each step that ends leaves a line with its counts and
+    seconds, so a long compile step never looks like a stalled parse."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = progress.add_task("parse", total=None, detail="")
+        self.parse_start = time.perf_counter()
+
+    def triples(self, n: int) -> None:
+        rate = n / max(time.perf_counter() - self.parse_start, 1e-9)
+        self.progress.update(self.task, detail=f"{n:>12,} triples  {rate:>10,.0f} triples/s")
+
+    def phase(self, phase: "Phase") -> None:
+        if phase.seconds is None:
+            if phase.name == "parse":
+                self.parse_start = time.perf_counter()
+            self.progress.update(self.task, description=phase.name, detail="")
+            return
+        counts = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in phase.counts.items())
+        self.progress.console.print(literal(f"{phase.name:<15} {phase.seconds:8.2f} s  {counts}"))
 
 
 @app.command("import")
@@ -149,12 +169,12 @@ def import_cmd(
     except (OSError, UnicodeDecodeError) as err:
         _fail(Errors.E013.format(path=query, reason=err))
     start = time.perf_counter()
-    with Progress(SpinnerColumn(), TextColumn("[bold]Importing RDF"), TextColumn("{task.completed:>12,.0f} triples"),
-                  _RateColumn(), TimeElapsedColumn(), console=console, transient=True) as progress:
-        task = progress.add_task("import", total=None)
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description:<15}"), TextColumn("{task.fields[detail]}"),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        shown = _ImportProgress(progress)
         try:
             kb = import_rdf(sources or [], output, sparql=sparql, query=query_text,
-                            progress=lambda n: progress.update(task, completed=n), **options)
+                            progress=shown.triples, phase=shown.phase, **options)
         except SparseExpertError as err:
             progress.stop()
             _fail(err)
@@ -211,7 +231,8 @@ def info_cmd(
 @app.command("lookup")
 def lookup_cmd(
     kb_dir: Annotated[Path, typer.Argument(help="A KB directory.", show_default=False)],
-    text: Annotated[str, typer.Argument(help="Alias to look up (normalised as the KB does), or an entity IRI.",
+    text: Annotated[str, typer.Argument(help="Alias to look up (normalised as the KB does, accents folded: "
+                                             "\"Sao Paulo\" finds \"São Paulo\"), or an entity IRI.",
                                         show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="Print the candidates as JSON.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most candidates shown.")] = 10,
@@ -239,13 +260,58 @@ def lookup_cmd(
     table = Table(title=literal(f"Candidates for {text!r}"))
     for col in ("prior", "label", "IRI", "types", "degree", "pagerank"):
         table.add_column(col)
+    names = type_names(t for row in rows for t in row["types"])
     for row in rows:
         feats = row["graph_features"]
         table.add_row(f"{row['prior']:.3f}", literal(row["label"]), literal(row["iri"]),
-                      literal(", ".join(_short(t) for t in row["types"])),
+                      literal(", ".join(names[t] for t in row["types"])),
                       f"{feats.get('degree', 0):.0f}", f"{feats.get('pagerank', 0):.2e}")
     console.print(table)
 
 
-def _short(iri: str) -> str:
-    return iri.rstrip("/#").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+@app.command("export-spacy")
+def export_spacy_cmd(
+    kb_dir: Annotated[Path, typer.Argument(help="A KB directory.", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="Directory to write spaCy's KB to (replaced atomically).",
+                                           show_default=False)],
+    vectors: Annotated[str, typer.Option("--vectors", help="Entity vectors: graph (the KB's graph features "
+                                         "and a constant 1) or zeros (placeholders).")] = "graph",
+    vector_length: Annotated[Optional[int], typer.Option(
+        "--vector-length", help="Length of zeros vectors. Default: 64.", show_default=False)] = None,
+) -> None:
+    """Write the KB as spaCy's InMemoryLookupKB, for spaCy's own entity_linker.
+
+    Entities (IRIs) with their degree as frequency, entity vectors, and every alias (as
+    written and normalised) with the KB's priors. Load it with `spacy.KBFromFile.v1` or
+    `InMemoryLookupKB.from_disk`. spaCy is loaded; torch is not.
+    """
+    from ..kb.spacy_kb import export_spacy_kb
+
+    try:
+        exported = export_spacy_kb(kb_dir, output, vectors=vectors, vector_length=vector_length)
+    except SparseExpertError as err:
+        _fail(err)
+    except OSError as err:
+        target = output.absolute()
+        _fail(Errors.E245.format(path=target, reason=err.strerror or err, parent=target.parent))
+    Console(markup=False, emoji=False, highlight=False).print(literal(
+        f"spaCy KB written to {output}: {exported.get_size_entities():,} entities, "
+        f"{exported.get_size_aliases():,} aliases, vectors of length {exported.entity_vector_length}"))
+
+
+def type_names(iris: Iterable[str]) -> dict[str, str]:
+    """A short name per type IRI that no other IRI in `iris` shares: the fewest trailing
+    path segments that tell it apart (`.../type/location/location` and `.../type/location`
+    become `location/location` and `type/location`, not `location` twice); the whole IRI
+    when no suffix is unique."""
+    unique = list(dict.fromkeys(iris))
+    segments = {iri: [part for part in re.split(r"[/#]", iri) if part] for iri in unique}
+    names: dict[str, str] = {}
+    for iri in unique:
+        own = segments[iri]
+        names[iri] = iri
+        for k in range(1, len(own)):  # all segments: the IRI itself reads better
+            if not any(other != iri and segments[other][-k:] == own[-k:] for other in unique):
+                names[iri] = "/".join(own[-k:])
+                break
+    return names

@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import Errors, KBImportError, Warnings
 from . import storage
 from .outputs import check_kb_output
+from .phases import Phase, PhaseCallback, PhaseClock
 from .collect import Collected, ProgressCallback, collect_triples
 from .graph_features import compute_graph_features, sorted_unique
 from .hierarchy import inferred_types, superclass_closure
@@ -58,8 +59,11 @@ def _csr(rows: np.ndarray, n_rows: int) -> np.ndarray:
     return indptr
 
 
-def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -> tuple[KnowledgeBase, dict[str, float]]:
-    """Turn collected triples into the KB tables. RETURNS (kb, timings in seconds)."""
+def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str],
+             clock: PhaseClock | None = None) -> tuple[KnowledgeBase, dict[str, float]]:
+    """Turn collected triples into the KB tables, timing each step on ``clock``.
+    RETURNS (kb, timings in seconds)."""
+    clock = clock if clock is not None else PhaseClock()
     t0 = time.perf_counter()
     shown = ", ".join(source_names) if len(source_names) <= 3 else f"{source_names[0]} and {len(source_names) - 1} more"
     if col.n_triples == 0:
@@ -78,6 +82,7 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -
     sub_s, sub_o = np.frombuffer(col.sub_s, np.int64), np.frombuffer(col.sub_o, np.int64)
 
     # --- classes, properties, entities ---------------------------------------------------
+    clock.start("entities")
     is_class = np.zeros(n_nodes, dtype=bool)
     is_class[type_o] = True
     is_class[sub_s] = True
@@ -108,8 +113,10 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -
     node_to_entity = np.full(n_nodes, -1, dtype=np.int64)
     node_to_entity[entity_nodes] = np.arange(entity_nodes.size)
     n_entities = int(entity_nodes.size)
+    clock.end(entities=n_entities, classes=int(is_class.sum()))
 
     # --- types with closure ----------------------------------------------------------------
+    clock.start("types")
     class_nodes = np.flatnonzero(is_class)
     node_to_type = np.full(n_nodes, -1, dtype=np.int64)
     node_to_type[class_nodes] = np.arange(class_nodes.size)
@@ -125,13 +132,19 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -
     for e in sorted(direct):
         asserted = sorted(direct[e])
         for c in asserted:
-            t_rows.append(e), t_ids.append(int(node_to_type[c])), t_direct.append(True)
+            t_rows.append(e)
+            t_ids.append(int(node_to_type[c]))
+            t_direct.append(True)
         # nearest superclasses first: the featurizer keeps an entity's first types
         for c in inferred_types(asserted, supers):
-            t_rows.append(e), t_ids.append(int(node_to_type[c])), t_direct.append(False)
+            t_rows.append(e)
+            t_ids.append(int(node_to_type[c]))
+            t_direct.append(False)
     type_rows = np.asarray(t_rows, dtype=np.int64)
+    clock.end(types=int(class_nodes.size), type_links=len(t_ids))
 
     # --- relations between entities --------------------------------------------------------
+    clock.start("relations")
     rs = node_to_entity[np.frombuffer(col.rel_s, np.int64)]
     ro = node_to_entity[np.frombuffer(col.rel_o, np.int64)]
     rp_nodes = np.frombuffer(col.rel_p, np.int64)
@@ -145,14 +158,19 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str]) -
     keys = sorted_unique((rs[ok] * n_p + rp) * n_entities + ro[ok])
     triples = np.stack([keys // (n_p * n_entities), keys // n_entities % n_p, keys % n_entities], axis=1)
     rel_indptr = _csr(triples[:, 0], n_entities)
+    clock.end(relations=int(triples.shape[0]), predicates=int(pred_nodes.size))
     t1 = time.perf_counter()
 
     # --- graph features, then alias priors that use them ------------------------------------
+    clock.start("graph features")
     feature_names, features = compute_graph_features(n_entities, triples[:, 0], triples[:, 2], engine=opts.graph_engine)
+    clock.end(entities=n_entities, features=len(feature_names))
     t2 = time.perf_counter()
+    clock.start("aliases")
     popularity = 1.0 + np.log1p(features[:, feature_names.index("degree")].astype(np.float64))
     aliases, alias_surfaces, alias_indptr, alias_entities, alias_priors = _alias_table(
         col, node_to_entity, popularity, len(opts.label_predicates), opts.max_candidates)
+    clock.end(aliases=len(aliases), alias_links=int(alias_entities.size))
 
     def label_of(node: int) -> str:
         return best_label.get(node) or _local_name(iris[node])
@@ -250,7 +268,8 @@ def _source_meta(source: RdfSource, stats: ReadStats) -> dict[str, Any]:
 
 
 def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None, query: str | None = None,
-               progress: ProgressCallback | None = None, **options: Any) -> KnowledgeBase:
+               progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
+               **options: Any) -> KnowledgeBase:
     """Read RDF sources and compile them into an in-memory KnowledgeBase.
 
     sources (Sequence[str | Path]): RDF files (by extension, or `format`), directories of
@@ -258,6 +277,8 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
     sparql (str | None): a SPARQL endpoint URL to read with a CONSTRUCT query.
     query (str | None): that CONSTRUCT query (default: every triple of the default graph).
     progress (Callable[[int], None] | None): called with the running triple count.
+    phase (Callable[[Phase], None] | None): called as each step (parse, entities, types,
+        relations, graph features, aliases) starts and ends, with its counts and seconds.
     options: fields of `ImportOptions` (label_predicates, languages, relations, base,
         max_triples, max_bytes, max_xml_depth, ...), checked by `import_options`.
     RETURNS (KnowledgeBase): with `meta` filled in (sources, options, counts, timing).
@@ -272,6 +293,8 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
         resolved.append(sparql_source(sparql, query))
     if not resolved:
         raise KBImportError(Errors.E004.format(path="(no source given)"))
+    clock = PhaseClock(phase)
+    clock.start("parse")
     col = Collected()
     stats = [ReadStats() for _ in resolved]
     for source, read in zip(resolved, stats):
@@ -280,8 +303,9 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
                         max_response_bytes=opts.max_response_bytes, stats=read) as quads:
             collect_triples(quads, opts, col, progress, source.display)
     col.compact()
+    clock.end(triples=col.n_triples, sources=len(resolved))
     parse_seconds = time.perf_counter() - start
-    kb, timings = build_kb(col, opts, [s.display for s in resolved])
+    kb, timings = build_kb(col, opts, [s.display for s in resolved], clock)
     total = time.perf_counter() - start
     kb.meta.update({
         "format": storage.KB_FORMAT,  # the marker that lets a later import replace this KB
@@ -296,14 +320,15 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
             "relations": kb.n_relations, "label_triples": col.n_label_triples,
         },
         "timing": {"parse_seconds": round(parse_seconds, 4), **timings, "total_seconds": round(total, 4),
-                   "triples_per_second": round(col.n_triples / max(parse_seconds, 1e-9))},
+                   "triples_per_second": round(col.n_triples / max(parse_seconds, 1e-9)),
+                   "phases": dict(clock.seconds)},
     })
     return kb
 
 
 def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str | None = None,
                query: str | None = None, progress: ProgressCallback | None = None,
-               **options: Any) -> KnowledgeBase:
+               phase: PhaseCallback | None = None, **options: Any) -> KnowledgeBase:
     """Compile RDF sources and write the KB to `output`, atomically and under a lock.
 
     `output` must be new, an empty directory or a KB an earlier import wrote; never a
@@ -312,7 +337,8 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     Parsing and compiling happen before anything is written; the KB is written into a
     temporary directory beside `output` and renamed into place, so a failed or interrupted
     import leaves a previous KB at `output` as it was. A concurrent import into the same
-    directory fails with E012. Arguments as for `compile_kb`.
+    directory fails with E012. Arguments as for `compile_kb`; ``phase`` also hears of the
+    last step, write.
     RETURNS (KnowledgeBase): the KB that was written.
     """
     output = storage.output_path(output)
@@ -327,8 +353,11 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     try:
         with storage.import_lock(output):
             storage.recover(output)  # what an import killed at any point left behind
-            kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, **options)
+            kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, phase=phase, **options)
+            clock = PhaseClock(phase)
+            clock.start("write")
             storage.replace_dir_atomically(output, kb.to_disk, check=check)
+            clock.end(bytes=sum(f.stat().st_size for f in output.rglob("*") if f.is_file()))
     except BaseException:
         if created_parent:
             try:
@@ -339,4 +368,5 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     return kb
 
 
-__all__ = ["ImportOptions", "compile_kb", "import_rdf", "DEFAULT_LABEL_PREDICATES"]
+__all__ = ["ImportOptions", "Phase", "PhaseCallback", "PhaseClock", "compile_kb", "import_rdf",
+           "DEFAULT_LABEL_PREDICATES"]

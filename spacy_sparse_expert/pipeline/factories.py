@@ -25,6 +25,11 @@ d_knowledge = 16
 pooling = "attention"
 bow_rows = 262144
 ngram_size = 2
+bow_scale = 10.0
+path_dropout = 0.5
+knowledge_bow = false
+knowledge_gate = true
+knowledge_dropout = 0.25
 dropout = 0.1
 nO = null
 
@@ -88,11 +93,16 @@ def make_sparse_expert_textcat(
     use_knowledge (bool): feed the KB and rules to the model; false turns every
         knowledge input off (the model is the same otherwise).
     store_routing (bool): record per-token experts and weights in ``doc._.routing``.
-    load_balancing_weight, z_loss_weight (float): weights of the MoE auxiliary losses.
+    load_balancing_weight (float): weight of the MoE load-balancing loss, which keeps
+        the experts evenly used.
+    z_loss_weight (float): weight of the router z-loss, which keeps the router's
+        logits small (stable routing).
     max_batch_tokens (int): predict in parts of at most this many tokens (a longer doc is
         a part of its own), so memory stays bounded when long docs (up to nlp.max_length,
         1,000,000 characters) share a batch; 0 = no limit. Scores change only by float
         rounding (without capacity_factor).
+    scorer (Optional[Callable]): scores doc.cats for `spacy evaluate` and training
+        (spaCy's Scorer.score_cats: cats_score, cats_macro_f, cats_macro_auc, ...).
     """
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=True, threshold=threshold, use_knowledge=use_knowledge,
@@ -111,7 +121,11 @@ def make_sparse_expert_textcat_multilabel(
     nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
     load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
 ) -> SparseExpertTextCategorizer:
-    """Independent labels (sigmoid); a label counts as predicted at score >= threshold.
+    """Independent labels (sigmoid): any number of labels per document.
+
+    threshold (float): a label counts as predicted at score >= threshold (scorer and
+        `spacy evaluate`; doc.cats keeps every score).
+
     The other settings are those of ``sparse_expert_textcat``."""
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=False, threshold=threshold, use_knowledge=use_knowledge,

@@ -8,7 +8,7 @@ factories and default config are in ``factories.py``.
 """
 # No `from __future__ import annotations`: spaCy validates initialize()'s settings
 # with a pydantic model built from this signature, which needs real types.
-from itertools import islice
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -20,7 +20,7 @@ from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
 from thinc.api import Model
 
-from ..errors import Errors
+from ..errors import Errors, Warnings
 from ..features.annotations import write_annotations
 from ..features.features import KnowledgeFeaturizer
 from ..kb.knowledge_base import KnowledgeBase
@@ -79,6 +79,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         self.kb: Optional[KnowledgeBase] = None
         self.rules: Optional[RuleSet] = None
         self.featurizer: Optional[KnowledgeFeaturizer] = None
+        self._warned_drop = False
 
     # --- labels ------------------------------------------------------------------------
 
@@ -146,7 +147,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         """
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         if self.cfg["exclusive"]:
-            self._validate_categories(get_examples())
+            self._validate_categories(get_examples(), "of the examples given to initialize")
         if labels is None:
             for example in get_examples():
                 for cat in example.y.cats:
@@ -158,6 +159,9 @@ class SparseExpertTextCategorizer(TrainablePipe):
             raise ValueError(Errors.E030.format(name=self.name))
         kb = kb_loader(self.vocab) if kb_loader is not None else None
         rules = rules_loader(self.vocab) if rules_loader is not None else None
+        if self.cfg["use_knowledge"] and kb is None and rules is None:
+            # knowledge asked for and none given: it would train as a plain classifier
+            warnings.warn(Warnings.W030.format(name=self.name), stacklevel=2)
         self.set_knowledge(kb, rules)
         # A rule label the model lacks ("Sport" for "sport") is dropped by the matcher, so
         # the rule fires and does nothing; say so once, here, where the labels are final.
@@ -175,15 +179,16 @@ class SparseExpertTextCategorizer(TrainablePipe):
         """Scores (n_docs, n_labels), the knowledge annotations (linked spans, rule hits)
         and, with store_routing, the routing of the batch. Writes nothing on the docs."""
         docs = list(docs)
-        if self.featurizer is None:
-            raise ValueError(Errors.E030.format(name=self.name))
+        featurizer = self._check_initialized()
         parts = _token_batches(docs, self.max_batch_tokens)
         if len(parts) == 1:
             out = self.model.predict(docs)
             to_numpy = self.model.ops.to_numpy
-            routing = (to_numpy(out.expert_indices), to_numpy(out.expert_weights)) if self.store_routing else None
+            routing: Optional[Tuple[Any, ...]] = None
+            if self.store_routing:
+                routing = (to_numpy(out.expert_indices), to_numpy(out.expert_weights))
             # the model's forward featurized (and linked) these docs; reuse that work
-            annotations = self.featurizer.annotations(docs)
+            annotations = featurizer.annotations(docs)
             return {"scores": to_numpy(out.scores), "routing": routing, "annotations": annotations}
         outputs = [self.predict(part) for part in parts]
         routing = None
@@ -229,15 +234,28 @@ class SparseExpertTextCategorizer(TrainablePipe):
         losses: Optional[Dict[str, float]] = None,
     ) -> Dict[str, float]:
         """Learn from a batch: cross-entropy (or binary cross-entropy) on the labels plus
-        the weighted MoE load-balancing and z losses. `drop` is not used: the torch
-        model's dropout comes from its config."""
+        the weighted MoE load-balancing and z losses.
+
+        drop (float): not applied; the first value > 0 that differs from the model's
+            ``dropout`` warns once (SSE-W031). The torch model has several dropouts with
+            different jobs (the encoder's, the MoE's ``dropout``, ``path_dropout`` that
+            trains the n-gram path alone), which one number cannot set, and `spacy train`
+            passes ``[training] dropout`` on every call, so applying it would override
+            the model's settings in every run. As in spacy-transformers, dropout is set
+            in the model's config.
+        """
         if losses is None:
             losses = {}
         losses.setdefault(self.name, 0.0)
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.update")
+        self._check_initialized()
+        model_dropout = self.model.attrs["settings"]["dropout"]
+        if drop and drop != model_dropout and not self._warned_drop:
+            self._warned_drop = True
+            warnings.warn(Warnings.W031.format(name=self.name, drop=drop, dropout=model_dropout), stacklevel=2)
         if self.cfg["exclusive"]:
-            self._validate_categories(examples)
+            self._validate_categories(examples, "of the batch given to update")
         if not examples:
             return losses
         out, backprop = self.model.begin_update([eg.predicted for eg in examples])
@@ -260,10 +278,9 @@ class SparseExpertTextCategorizer(TrainablePipe):
         examples = list(examples)
         validate_examples(examples, f"{type(self).__name__}.get_loss")
         gold = gold_arrays(examples, self.labels, self.cfg["exclusive"])
-        truths, not_missing = gold.gold, gold.not_missing
         xp = self.model.ops.xp
-        truths = self.model.ops.asarray(truths)
-        not_missing = self.model.ops.asarray(not_missing)
+        truths = xp.asarray(gold.gold)
+        not_missing = xp.asarray(gold.not_missing)
         n = max(len(examples), 1)
         eps = 1e-7
         if self.cfg["exclusive"]:
@@ -273,14 +290,25 @@ class SparseExpertTextCategorizer(TrainablePipe):
         d_scores = (scores - truths) * not_missing / n
         return float(loss) / n, d_scores
 
-    def _validate_categories(self, examples: Iterable[Example]) -> None:
-        for eg in islice(examples, None):
+    def _check_initialized(self) -> KnowledgeFeaturizer:
+        """The featurizer that initialize built; raises E233/E030 before initialize."""
+        if self.featurizer is None:
+            # labels without a model (add_label, no initialize) is a different mistake from no labels
+            if self.labels:
+                raise ValueError(Errors.E233.format(name=self.name, labels=list(self.labels)))
+            raise ValueError(Errors.E030.format(name=self.name))
+        return self.featurizer
+
+    def _validate_categories(self, examples: Iterable[Example], where: str) -> None:
+        """A data error, naming the example (its index in `examples`, `where` they come
+        from, and its text), for cats that exclusive classes cannot learn from."""
+        for i, eg in enumerate(examples):
             values = list(eg.reference.cats.values())
             if values.count(1.0) > 1 or any(v not in (0.0, 1.0) for v in values):
-                raise ValueError(Errors.E033.format(
-                    key="cats", value=eg.reference.cats,
-                    reason="exclusive classes need exactly one label at 1.0 and the others 0.0; "
-                           "use sparse_expert_textcat_multilabel for several labels per document"))
+                text = eg.reference.text
+                raise ValueError(Errors.E234.format(
+                    index=i, where=where, text=text if len(text) <= 80 else text[:77] + "...",
+                    cats=eg.reference.cats, name=self.name))
 
     def add_to_rehearsal(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover
         raise NotImplementedError("rehearse is not supported by this component")

@@ -64,7 +64,10 @@ def teacher_model(exclusive: bool = True, **overrides: Any) -> Dict[str, Any]:
         "@architectures": "spacy-sparse-expert.MoETextCat.v1",
         "exclusive_classes": exclusive, "n_experts": 6, "k": 2, "d_ff": 32, "capacity_factor": None,
         "n_moe_layers": 1, "d_knowledge": 8, "pooling": "attention", "bow_rows": 2048, "ngram_size": 2,
-        "dropout": 0.0,
+        # the plain linear path the distillation tests were written with, not the tuned
+        # factory default (bow_scale 10, path_dropout 0.5)
+        "bow_scale": 1.0, "path_dropout": 0.0, "dropout": 0.0,
+        "knowledge_gate": False, "knowledge_dropout": 0.0,
         "encoder": {"@architectures": "spacy-sparse-expert.HashEncoder.v1", "width": 16,
                     "rows": [800, 400, 400, 400], "depth": 2, "d_hidden": 32, "dropout": 0.0},
     }

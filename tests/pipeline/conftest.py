@@ -44,6 +44,13 @@ def tiny_model(exclusive: bool = True, **overrides: Any) -> Dict[str, Any]:
         "pooling": "attention",
         "bow_rows": 2048,
         "ngram_size": 2,
+        # the plain linear path, not the tuned factory default (10, 0.5): fixtures/behaviour.json
+        # and the overfitting tests were recorded with it, and path dropout adds noise
+        "bow_scale": 1.0,
+        "path_dropout": 0.0,
+        # and knowledge at full strength from the first step (no gate, no knowledge dropout)
+        "knowledge_gate": False,
+        "knowledge_dropout": 0.0,
         "dropout": 0.0,
         "encoder": {
             "@architectures": "spacy-sparse-expert.HashEncoder.v1",
