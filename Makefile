@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 DEMO := demo
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow typecheck clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
-test: install
+test: install typecheck
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+# mypy over the public API; settings and the module list in pyproject.toml [tool.mypy]
+typecheck: install
+	$(BIN)/python -m mypy
 
 test-slow: install
 	$(BIN)/python -m pytest -q --slow tests

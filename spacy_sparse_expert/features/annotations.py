@@ -8,6 +8,12 @@
                                 getters over kb_link (tuple, float), None if not linked
     doc._.kb_entities           getter (and setter) of doc.spans["kb_entities"], as before
     doc._.rule_hits             ((rule id, start, end), ...), always tuples
+    doc.ents[i].kb_id_          the IRI, on each entity (from an NER or entity ruler earlier in
+                                the pipeline) with exactly the bounds of a linked span and no
+                                kb_id of its own, as spaCy's entity_linker sets it
+
+displaCy draws the linked spans with ``style="span", options={"spans_key": "kb_entities"}``
+and the entities with their IRIs with ``style="ent", options={"kb_url_template": "{}"}``.
 
 Spans live where spaCy keeps spans and everything in ``doc.user_data`` is a plain tuple,
 string or number. A Span there (as ``doc._.kb_entities`` used to hold) cannot be pickled
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Any, Iterable, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, NamedTuple, Optional, Tuple, cast
 
 from spacy.tokens import Doc, Span, SpanGroup
 
@@ -71,6 +77,7 @@ def write_annotations(doc: Doc, annotations: DocAnnotations) -> None:
     stale = [key for key in doc.user_data if isinstance(key, tuple) and key[:2] == ("._.", _LINK_EXT)]
     for key in stale:
         del doc.user_data[key]
+    earlier = {(s.start, s.end): s.kb_id_ for s in doc.spans[SPANS_KEY]} if SPANS_KEY in doc.spans else {}
     spans = []
     for (start, end, iri, types, prior), label in zip(annotations.links, annotations.labels):
         span = Span(doc, start, end, label=label, kb_id=iri)
@@ -78,6 +85,27 @@ def write_annotations(doc: Doc, annotations: DocAnnotations) -> None:
         spans.append(span)
     doc.spans[SPANS_KEY] = spans
     doc._.rule_hits = annotations.rule_hits
+    _link_ents(doc, {(s.start, s.end): s.kb_id_ for s in spans}, earlier)
+
+
+def _link_ents(doc: Doc, links: Dict[Tuple[int, int], str], earlier: Dict[Tuple[int, int], str]) -> None:
+    """Set kb_id_ on the entities of `doc` that a link covers exactly, as spaCy's
+    entity_linker does (on every token of the entity).
+
+    spaCy links an entity as a whole, so a link over part of an entity (or over more than
+    it) says nothing about the entity and is left out. An entity that already has a kb_id
+    keeps it (another linker's answer is not ours to replace) unless this component set
+    it in an earlier run (`earlier` holds those links): that one is replaced or cleared.
+    """
+    for ent in doc.ents:
+        bounds = (ent.start, ent.end)
+        ours = ent.kb_id_ and earlier.get(bounds) == ent.kb_id_
+        if ent.kb_id_ and not ours:
+            continue
+        iri = links.get(bounds, "")
+        if iri != ent.kb_id_:
+            for token in ent:
+                token.ent_kb_id_ = iri
 
 
 # --- getters / setters ------------------------------------------------------------------
@@ -125,7 +153,7 @@ def link_of(span: Span) -> Optional[Tuple[str, Tuple[str, ...], float]]:
     if not isinstance(types, (tuple, list)) or not all(isinstance(t, str) for t in types):
         raise bad("the types are not a tuple of strings")
     # renormalised float32 priors may sit a rounding error above 1
-    if isinstance(prior, bool) or not isinstance(prior, Real) or not (math.isfinite(prior) and 0 <= prior <= 1.0001):
+    if isinstance(prior, bool) or not isinstance(prior, Real) or not (math.isfinite(prior) and 0 <= float(prior) <= 1.0001):
         raise bad("the prior is not a number in [0, 1]")
     return iri, tuple(types), float(prior)
 
@@ -145,8 +173,13 @@ def _get_kb_prior(span: Span) -> Optional[float]:
     return link[2] if link is not None else None
 
 
+def _user_data(doc: Doc) -> Dict[Any, Any]:
+    # spaCy keys extension values by tuples; its stubs type user_data as Dict[str, Any]
+    return cast(Dict[Any, Any], doc.user_data)
+
+
 def _get_rule_hits(doc: Doc) -> Optional[Tuple[RuleHit, ...]]:
-    raw = doc.user_data.get(_RULE_HITS_KEY)
+    raw = _user_data(doc).get(_RULE_HITS_KEY)
     if raw is None:
         return None
     return _checked_hits(doc, raw)
@@ -154,9 +187,9 @@ def _get_rule_hits(doc: Doc) -> Optional[Tuple[RuleHit, ...]]:
 
 def _set_rule_hits(doc: Doc, value: Optional[Iterable[Any]]) -> None:
     if value is None:
-        doc.user_data.pop(_RULE_HITS_KEY, None)
+        _user_data(doc).pop(_RULE_HITS_KEY, None)
     else:
-        doc.user_data[_RULE_HITS_KEY] = _checked_hits(doc, value)
+        _user_data(doc)[_RULE_HITS_KEY] = _checked_hits(doc, value)
 
 
 def _checked_hits(doc: Doc, value: Any) -> Tuple[RuleHit, ...]:

@@ -30,7 +30,10 @@ def _one_thread_after_fork() -> None:
     torch.set_num_threads(1)
 
 
-os.register_at_fork(after_in_child=_one_thread_after_fork)
+# POSIX only: Windows has no fork (multiprocessing spawns fresh interpreters there), so
+# there is nothing to reset
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 
 def state_to_bytes(module: nn.Module) -> bytes:

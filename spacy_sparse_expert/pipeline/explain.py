@@ -15,7 +15,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 
 import numpy as np
 import torch
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
 from ..errors import Errors
 from ..ml.architectures import torch_module
@@ -116,7 +116,7 @@ def render_explanation(doc: Doc, textcat: Optional[object] = None, *, top_n: int
     top_n (int): how many labels to list.
     RETURNS (str): HTML.
     """
-    entity_at: Dict[int, object] = {}
+    entity_at: Dict[int, Span] = {}
     for span in doc._.kb_entities or []:
         for i in range(span.start, span.end):
             entity_at[i] = span
@@ -190,7 +190,7 @@ def expert_load(docs: Iterable[Doc], n_experts: Optional[int] = None) -> Tuple[L
     for doc in docs:
         if not doc.cats or not doc._.routing:
             continue
-        label = max(doc.cats, key=doc.cats.get)
+        label = max(doc.cats, key=lambda name: doc.cats[name])
         row = sums.setdefault(label, np.zeros(n, dtype=np.float64))
         for _, experts, weights in doc._.routing:
             np.add.at(row, experts, weights)

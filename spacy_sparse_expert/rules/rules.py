@@ -159,7 +159,8 @@ class RuleSet:
         if msg.get("version") != BYTES_VERSION:
             raise RuleFileError(Errors.E065.format(where=where, reason=f"format version {msg.get('version')!r}, "
                                                    f"this version reads {BYTES_VERSION}"))
-        source = msg.get("source") if isinstance(msg.get("source"), str) else ""
+        raw_source = msg.get("source")
+        source = raw_source if isinstance(raw_source, str) else ""
         records = msg.get("rules")
         if not isinstance(records, list):
             raise RuleFileError(Errors.E065.format(where=where, reason="no list of rules"))
