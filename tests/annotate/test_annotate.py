@@ -1,0 +1,235 @@
+"""`sparse-expert annotate`: the local engine and Ray Data write the same shards; JSONL and
+Parquet in and out; failing documents are reported with their ids; a run killed midway
+and re-run skips the finished shards and ends with the output of an uninterrupted run.
+
+Ray runs on a local instance started by this module (loopback, 2 CPUs, an 80 MB object
+store, no dashboard), shut down when the module ends; the kill test's subprocess joins it
+with --address so that the test pays for one Ray start.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+import spacy
+from filelock import FileLock
+from spacy.language import Language
+from spacy.tokens import Doc
+from typer.testing import CliRunner
+
+from spacy_sparse_expert.annotate import annotate, read_output
+from spacy_sparse_expert.annotate.engines import annotate_records
+from spacy_sparse_expert.annotate.reader import make_record
+from spacy_sparse_expert.cli.main import app
+from spacy_sparse_expert.errors import SparseExpertError
+
+from .conftest import corpus, write_jsonl, write_parquet
+
+KILL_DOCS = 400
+KILL_SHARD = 10
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, object_store_memory=80 << 20, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def with_bad_documents(records: List[Any]) -> List[Any]:
+    """`records` with four documents that cannot be annotated, and a blank line."""
+    records = list(records)
+    records[3] = {"id": "doc-3", "text": 12}           # text not a string
+    records[7] = {"id": "doc-7"}                        # no text
+    records[9] = ["not", "an", "object"]
+    records[11] = {"id": 1.5, "text": "a float id"}
+    return records
+
+
+def shard_files(path: Path) -> List[str]:
+    return sorted(p.name for p in path.glob("part-*")) if path.exists() else []
+
+
+def annotated(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    return [r for r in rows if r["error"] is None]
+
+
+def test_local_and_ray_write_the_same_rows(tmp_path: Path, model_dir: Path, ray_address: str) -> None:
+    records = with_bad_documents(corpus(30))
+    source = write_jsonl(tmp_path / "docs.jsonl", records)
+    with source.open("a", encoding="utf8") as fh:
+        fh.write("\n{not json\n")
+    local = annotate(model_dir, source, tmp_path / "local", engine="local", shard_size=8, batch_size=4)
+    ray = annotate(model_dir, source, tmp_path / "ray", engine="ray", shard_size=8, batch_size=4, num_actors=2)
+    assert shard_files(tmp_path / "local") == shard_files(tmp_path / "ray") == [
+        f"part-{i:05d}.parquet" for i in range(4)]
+    rows = read_output(tmp_path / "local")
+    assert rows == read_output(tmp_path / "ray")
+    assert local.errors == ray.errors
+    # every line but the blank one has a row; the good documents are all annotated
+    assert [r["row"] for r in rows] == [i for i in range(32) if i != 30]
+    assert len(annotated(rows)) == 26
+    failed = {r["row"]: (r["id"], r["error"]) for r in rows if r["error"] is not None}
+    assert failed[3][0] == "doc-3" and "'text' is 12, not a string" in failed[3][1]
+    assert failed[7][0] == "doc-7" and "no 'text' field" in failed[7][1]
+    assert failed[9][0] is None and "line 10: not a JSON object" in failed[9][1]
+    assert failed[11][0] is None and "'id' is 1.5" in failed[11][1]
+    assert failed[31][0] is None and "line 32: invalid JSON" in failed[31][1]
+    # the pipeline's own answers: cats, linked entities over the right text, rule hits
+    first = rows[0]
+    assert first["id"] == "doc-0" and set(first["cats"]) == {"business", "politics", "sport"}
+    assert abs(sum(first["cats"].values()) - 1.0) < 1e-5
+    chelsea = next(e for e in first["entities"] if e["text"] == "Chelsea")
+    assert chelsea["iri"] == "http://example.org/ChelseaFC" and (chelsea["start"], chelsea["end"]) == (0, 1)
+    text = records[0]["text"]
+    assert all(text[e["start_char"]:e["end_char"]] == e["text"] for e in first["entities"])
+    assert {"rule": "sport-league", "start": 7, "end": 9} in first["rule_hits"]
+
+
+def test_parquet_in_jsonl_out(tmp_path: Path, model_dir: Path) -> None:
+    records = corpus(20)
+    records[4] = {"id": 4, "text": None}  # an integer id, a null text
+    jsonl = write_jsonl(tmp_path / "docs.jsonl", records)
+    parquet = write_parquet(tmp_path / "docs.parquet", [{"id": str(r["id"]), "text": r["text"]} for r in records])
+    annotate(model_dir, jsonl, tmp_path / "from_jsonl", engine="local", shard_size=6)
+    annotate(model_dir, parquet, tmp_path / "from_parquet", engine="local", shard_size=6, output_format="jsonl")
+    assert shard_files(tmp_path / "from_parquet") == [f"part-{i:05d}.jsonl" for i in range(4)]
+    # row groups of 7 cut across shards of 6: every row read once, in order
+    assert read_output(tmp_path / "from_parquet") == read_output(tmp_path / "from_jsonl")
+    lines = (tmp_path / "from_parquet" / "part-00000.jsonl").read_text(encoding="utf8").splitlines()
+    assert json.loads(lines[4])["id"] == "4" and "'text' is null" in json.loads(lines[4])["error"]
+
+
+def test_cli_reports_failures_by_id(tmp_path: Path, model_dir: Path) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", with_bad_documents(corpus(14)))
+    result = CliRunner().invoke(app, ["annotate", str(model_dir), str(source), str(tmp_path / "out"),
+                                      "--engine", "local", "--shard-size", "5", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "14 documents in 3 shards" in result.output
+    assert "4 documents failed" in result.output
+    assert "id 'doc-3'" in result.output and "id 'doc-7'" in result.output
+    assert len(annotated(read_output(tmp_path / "out"))) == 10
+
+
+def test_rerun_skips_finished_shards(tmp_path: Path, model_dir: Path) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", corpus(12))
+    out = tmp_path / "out"
+    annotate(model_dir, source, out, engine="local", shard_size=4)
+    before = read_output(out)
+    kept = (out / "part-00000.parquet").stat().st_mtime_ns
+    (out / "part-00001.parquet").unlink()
+    (out / ".part-00001.parquet.tmp-abc12345").write_bytes(b"half a shard")  # left by a kill
+    again = annotate(model_dir, source, out, engine="local", shard_size=4)
+    assert (again.n_skipped, again.n_docs) == (2, 4)
+    assert (out / "part-00000.parquet").stat().st_mtime_ns == kept
+    assert not list(out.glob(".part-*"))
+    assert read_output(out) == before
+    done = annotate(model_dir, source, out, engine="ray", shard_size=4)  # nothing left: no Ray is started
+    assert (done.n_skipped, done.n_docs) == (3, 0)
+
+
+def test_a_document_the_pipeline_fails_on_is_reported(model_dir: Path) -> None:
+    nlp = spacy.load(model_dir)
+    plain = annotate_records(nlp, [make_record(i, r["id"], r["text"], text_field="text", id_field="id")
+                                   for i, r in enumerate(corpus(10))], batch_size=4)
+    nlp.add_pipe("test_annotate_fails_on_boom")
+    records = corpus(10)
+    records[5]["text"] = "BOOM " + records[5]["text"]
+    rows = annotate_records(nlp, [make_record(i, r["id"], r["text"], text_field="text", id_field="id")
+                                  for i, r in enumerate(records)], batch_size=4)
+    assert rows[5]["id"] == "doc-5" and rows[5]["cats"] is None
+    assert rows[5]["error"] == "row 5: ValueError: cannot annotate BOOM"
+    # the other documents of the failing batch (4-7) and of the others are annotated as usual
+    assert rows[:5] + rows[6:] == plain[:5] + plain[6:]
+
+
+@Language.component("test_annotate_fails_on_boom")
+def fails_on_boom(doc: Doc) -> Doc:
+    if doc.text.startswith("BOOM"):
+        raise ValueError("cannot annotate BOOM")
+    return doc
+
+
+def test_refuses_other_settings_and_foreign_folders(tmp_path: Path, model_dir: Path) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", corpus(6))
+    annotate(model_dir, source, tmp_path / "out", engine="local", shard_size=4)
+    with pytest.raises(SparseExpertError, match=r"E263.*shard_size was 4, now 3"):
+        annotate(model_dir, source, tmp_path / "out", engine="local", shard_size=3)
+    write_jsonl(source, corpus(7))
+    with pytest.raises(SparseExpertError, match=r"E263.*input_sha256"):
+        annotate(model_dir, source, tmp_path / "out", engine="local", shard_size=4)
+    with FileLock(str(tmp_path / "out" / ".annotate.lock")):  # another run holds the folder
+        with pytest.raises(SparseExpertError, match=r"E264.*running"):
+            annotate(model_dir, source, tmp_path / "out", engine="local", shard_size=4)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me", encoding="utf8")
+    with pytest.raises(SparseExpertError, match=r"E262.*notes\.txt"):
+        annotate(model_dir, source, tmp_path / "mine", engine="local")
+    with pytest.raises(SparseExpertError, match=r"E267.*no config\.cfg"):
+        annotate(tmp_path / "mine", source, tmp_path / "other", engine="local")
+    with pytest.raises(SparseExpertError, match=r"E261.*'body'"):
+        annotate(model_dir, write_parquet(tmp_path / "d.parquet", corpus(3)), tmp_path / "p", text_field="body")
+
+
+def kill_midway(tmp_path: Path, command: List[str], out: Path, n_shards: int) -> List[str]:
+    """Run `command` in its own session, SIGKILL it (and whatever it started) once two
+    shards are written; returns the shard files it left."""
+    with (tmp_path / "stderr.txt").open("wb") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while len(shard_files(out)) < 2:
+                assert proc.poll() is None, (tmp_path / "stderr.txt").read_text(encoding="utf8", errors="replace")
+                assert time.monotonic() < deadline, "no shard written in 120 s"
+                time.sleep(0.01)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process group this test started, nothing else
+            proc.wait(timeout=30)
+    written = shard_files(out)
+    assert 2 <= len(written) < n_shards, "the run was not killed midway"
+    return written
+
+
+def cli_command(model_dir: Path, source: Path, out: Path, shard_size: int, *options: str) -> List[str]:
+    return [sys.executable, "-m", "spacy_sparse_expert.cli.main", "annotate", str(model_dir), str(source), str(out),
+            "--shard-size", str(shard_size), "--batch-size", str(shard_size), "--quiet", *options]
+
+
+def test_killed_local_run_resumes_to_the_same_output(tmp_path: Path, model_dir: Path) -> None:
+    n_docs, shard_size = 80, 4
+    source = write_jsonl(tmp_path / "docs.jsonl", corpus(n_docs))
+    annotate(model_dir, source, tmp_path / "reference", engine="local", shard_size=shard_size, batch_size=shard_size)
+    out = tmp_path / "out"
+    written = kill_midway(tmp_path, cli_command(model_dir, source, out, shard_size, "--engine", "local"), out,
+                          n_docs // shard_size)
+    resumed = annotate(model_dir, source, out, engine="local", shard_size=shard_size, batch_size=shard_size)
+    assert (resumed.n_skipped, resumed.n_docs) == (len(written), n_docs - len(written) * shard_size)
+    assert shard_files(out) == shard_files(tmp_path / "reference")
+    assert read_output(out) == read_output(tmp_path / "reference")
+
+
+@pytest.mark.slow
+def test_killed_ray_run_resumes_to_the_same_output(tmp_path: Path, model_dir: Path, ray_address: str) -> None:
+    """The Ray driver (joined to this module's Ray with --address) is killed midway; the
+    re-run on Ray writes the missing shards only, and the output equals a local run's."""
+    source = write_jsonl(tmp_path / "docs.jsonl", corpus(KILL_DOCS))
+    annotate(model_dir, source, tmp_path / "reference", engine="local", shard_size=KILL_SHARD, batch_size=KILL_SHARD)
+    out = tmp_path / "out"
+    command = cli_command(model_dir, source, out, KILL_SHARD, "--engine", "ray", "--address", ray_address)
+    written = kill_midway(tmp_path, command, out, KILL_DOCS // KILL_SHARD)
+    resumed = annotate(model_dir, source, out, engine="ray", shard_size=KILL_SHARD, batch_size=KILL_SHARD)
+    assert (resumed.n_skipped, resumed.n_docs) == (len(written), KILL_DOCS - len(written) * KILL_SHARD)
+    assert shard_files(out) == shard_files(tmp_path / "reference")
+    assert read_output(out) == read_output(tmp_path / "reference")
