@@ -37,6 +37,30 @@ def bbc(
         echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
 
 
+@app.command("sentiment")
+def sentiment(
+    data_dir: Annotated[Path, typer.Argument(help="Folder with amazon_cells_labelled.txt, imdb_labelled.txt, "
+                                                  "yelp_labelled.txt.")],
+    output_dir: Annotated[Path, typer.Argument(help="Folder for the .spacy (and .jsonl) files.")],
+    jsonl: Annotated[bool, typer.Option("--jsonl/--no-jsonl", help="Also write the .jsonl files.")] = True,
+) -> None:
+    """Write the fixed split of the Sentiment Labelled Sentences (the one every benchmark
+    uses) as train.spacy, dev.spacy, test.spacy and train_small.spacy, with doc.cats one-hot
+    over negative, positive."""
+    from ..data.sentiment import write_sentiment
+
+    try:
+        counts = write_sentiment(data_dir, output_dir, jsonl=jsonl)
+    except SparseExpertError as e:
+        echo(e, err=True)
+        raise typer.Exit(1) from None
+    except OSError as e:
+        echo(Errors.E145.format(path=e.filename or output_dir, reason=e.strerror or e), err=True)
+        raise typer.Exit(1) from None
+    for name, n in counts.items():
+        echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
+
+
 @app.command("convert")
 def convert(
     input_path: Annotated[Path, typer.Argument(help='JSONL with {"text", "label"} or {"text", "labels"} per line.')],
