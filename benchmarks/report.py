@@ -141,7 +141,83 @@ def distill(data: dict) -> str:
     return "\n".join(rows)
 
 
-TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer": moe_layer, "bbc": bbc, "distill": distill}
+SPEED_SYSTEMS = {"spacy_textcat_efficiency": "spaCy efficiency textcat", "sparse_expert_knowledge": "ours, knowledge on",
+                 "sparse_expert_no_knowledge": "ours, knowledge off", "student": "distilled student"}
+SPEED_TEXTS = {"bbc_test": "BBC test", "short": "first sentences"}
+
+
+def speed(data: dict) -> str:
+    """Words/s of one interleaved run (best and median pass) with each system's ratio to
+    spaCy's efficiency textcat from that run; the goals; the per-part profile of ours with
+    knowledge on (microseconds per word and share of the nlp.pipe pass) per label."""
+    base = "spacy_textcat_efficiency"
+    rows = ["| texts | threads | system | words/s best | words/s median | / spaCy, best | / spaCy, median of rounds |",
+            "|---|---:|---|---:|---:|---:|---:|"]
+    for run in data["runs"]:
+        for system, s in run["speeds"].items():
+            r = run["ratios"].get(f"{system}/{base}", {"best": 1.0, "median_of_rounds": 1.0} if system == base else None)
+            ratio = f"{r['best']:.2f} | {r['median_of_rounds']:.2f}" if r else "- | -"
+            rows.append(f"| {SPEED_TEXTS.get(run['texts'], run['texts'])} | {run['threads']} "
+                        f"| {SPEED_SYSTEMS.get(system, system)} | {s['words_per_second_best']:,.0f} "
+                        f"| {s['words_per_second_median']:,.0f} | {ratio} |")
+    for threads, checks in data.get("goals", {}).items():
+        done = ", ".join(f"{name.replace('_', ' ')} {'met' if c['met'] else 'not met'} "
+                         f"({'-' if c['value'] is None else format(c['value'], '.2f')})" for name, c in checks.items())
+        rows += ["", f"Goals, {threads} thread(s): {done}."]
+    for texts, title in SPEED_TEXTS.items():
+        profs = [p for p in data["profiles"] if p["texts"] == texts]
+        if not profs:
+            continue
+        rows += ["", f"| part ({title}), microseconds per word (share) | "
+                 + " | ".join(f"{p['label']}, {p['threads']} thread(s)" for p in profs) + " |",
+                 "|---|" + "---:|" * len(profs)]
+        parts = list(profs[0]["us_per_word"]) + ["whole nlp.pipe"]
+        for part in parts:
+            cells = [(p["pipe_us_per_word"] if part == "whole nlp.pipe" else p["us_per_word"][part], p["pipe_us_per_word"])
+                     for p in profs]
+            rows.append(f"| {part} | " + " | ".join(f"{us:.2f} ({100 * us / whole:.0f}%)" for us, whole in cells) + " |")
+    m, rep, code = data["machine"], data["repeats"], data.get("code", {})
+    loads = [x for pair in m.get("load_average_1m", {}).values() for x in pair]
+    load = f"; 1-minute load average {min(loads):.1f}-{max(loads):.1f} during the run" if loads else ""
+    commit = f" at commit {code['commit'][:7]}" if code.get("commit") else ""
+    commit += " with uncommitted changes to the package" if code.get("package_modified_since_commit") else ""
+    rows += ["", (f"Made by `{data['command']}`{commit} on {data['date'][:10]}: {m['cpus']} cores ({m['cpu']}), "
+                  f"torch {m['torch']}, spaCy {m['spacy']}; {rep['bbc_test']} rounds on the BBC test set, "
+                  f"{rep['short']} on the first sentences{load}.")]
+    return "\n".join(rows)
+
+
+TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer": moe_layer, "bbc": bbc, "distill": distill,
+                                            "speed": speed}
+
+
+def sentiment(data: dict) -> str:
+    """The BBC table for the Sentiment Labelled Sentences (same columns, same knowledge
+    ablation), then ours with knowledge minus each baseline, paired over test sentences."""
+    gold, labels = _gold(data), data.get("labels")
+    table = bbc(data)
+    if not gold or not labels:
+        return table
+    groups = _bbc_groups(data["runs"])
+    rows = ["| train set | ours, knowledge | minus | difference | 95% interval | verdict |",
+            "|---|---|---|---:|---:|---|"]
+    for train_set in ("train", "train_small"):
+        baselines = sorted(system for system, ts, _ in groups if ts == train_set and system != "sparse_expert")
+        for know in ("rules", "kb", "both"):
+            ours = groups.get(("sparse_expert", train_set, know))
+            if not ours or not all("predictions" in r for r in ours):
+                continue
+            for system in baselines:
+                other = groups[(system, train_set, "-")]
+                diff = stats.paired_difference(gold, [r["predictions"] for r in ours],
+                                               [r["predictions"] for r in other], labels)
+                verdict = {"a better": "ours better", "b better": "baseline better"}.get(diff["verdict"], diff["verdict"])
+                rows.append(f"| {train_set} | {know} | {system} | {diff['difference']:+.4f} | {diff['low']:+.4f} to "
+                            f"{diff['high']:+.4f} | {verdict} |")
+    return table + ("\n\n" + "\n".join(rows) if len(rows) > 2 else "")
+
+
+TABLES["sentiment"] = sentiment
 
 
 def render(readme: str) -> str:
