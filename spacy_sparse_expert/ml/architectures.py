@@ -205,8 +205,8 @@ def build_moe_textcat_v1(
     knowledge_bow: BoolSetting = False,
     dropout: FloatSetting = 0.1,
     nO: Optional[int] = None,
-    knowledge_gate: BoolSetting = True,
-    knowledge_dropout: FloatSetting = 0.25,
+    knowledge_gate: BoolSetting = False,
+    knowledge_dropout: FloatSetting = 0.0,
 ) -> Model[List[Doc], TextCatOutput]:
     """Knowledge-biased sparse MoE text classifier: Docs -> TextCatOutput, whose
     ``scores`` are (n_docs, n_labels) probabilities.
@@ -238,6 +238,9 @@ def build_moe_textcat_v1(
         far as training finds it useful: the rules' label bias and expert bias get learned
         scales that start at 0 (false: they start at full strength, as before this
         setting existed). The gates are read with ``torch_module(model).knowledge_gates()``.
+        The architecture's default stays false so that pipelines saved before this setting
+        existed (their config.cfg does not name it) load unchanged; the components' default
+        model config and the shipped configs turn it on (chosen on BBC dev).
     knowledge_dropout (float): training-time probability of dropping all knowledge of a
         document, so the model stays a good classifier without it (0 = off).
 

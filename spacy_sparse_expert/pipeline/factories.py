@@ -28,8 +28,6 @@ ngram_size = 2
 bow_scale = 10.0
 path_dropout = 0.5
 knowledge_bow = false
-knowledge_gate = true
-knowledge_dropout = 0.25
 dropout = 0.1
 nO = null
 
