@@ -196,7 +196,17 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
     docs = [nlp.make_doc(t) for t in texts]
     size = nlp.batch_size
     batches = [docs[i : i + size] for i in range(0, len(docs), size)]
-    links = [linker(d) for d in docs] if linker is not None else []
+    # the featurizer's own batch steps where the code has them (linker.pipe and
+    # _rule_hits over a batch), else the per-doc calls of older code, so that
+    # knowledge_assembly (featurizer.pipe minus linking and rules) is what is left
+    batch_steps = hasattr(feat, "_rule_hits") and (linker is None or hasattr(linker, "pipe"))
+    if batch_steps:
+        from spacy_sparse_expert.features.features import BatchLinks, LinkResult
+
+        def link_batch(b: list) -> list:
+            return linker.pipe(b) if linker is not None else [LinkResult.empty() for _ in b]
+    links = [linker(d) for d in docs] if linker is not None and not batch_steps else []
+    batch_links = [link_batch(b) for b in batches] if batch_steps else []
     knowledge = [feat.pipe(b) for b in batches]
     inputs = [build_inputs(model, b, knowledge=k) for b, k in zip(batches, knowledge)]
     preds = [comp.predict(b) for b in batches]
@@ -219,6 +229,10 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
     def rules() -> None:
         if matcher is None:
             return
+        if batch_steps:
+            for b, bl in zip(batches, batch_links):
+                feat._rule_hits(b, BatchLinks.of(bl))
+            return
         for d, link in zip(docs, links or [None] * len(docs)):
             matcher.token_hits(d)
             if link is not None:
@@ -234,7 +248,8 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
 
     timed: dict[str, Callable[[], Any]] = {
         "tokenizer": lambda: [nlp.make_doc(t) for t in texts],
-        "linking": lambda: [linker(d) for d in docs] if linker is not None else None,
+        "linking": (lambda: [link_batch(b) for b in batches]) if batch_steps
+                   else (lambda: [linker(d) for d in docs] if linker is not None else None),
         "rules": rules,
         "featurizer_pipe": lambda: [feat.pipe(b) for b in batches],
         "arrays": lambda: [build_inputs(model, b, knowledge=k) for b, k in zip(batches, knowledge)],
