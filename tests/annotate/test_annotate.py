@@ -39,7 +39,8 @@ KILL_SHARD = 10
 
 @pytest.fixture(scope="module")
 def ray_address() -> Iterator[str]:
-    ray = pytest.importorskip("ray")
+    import ray  # the dev extra installs ray[data]: a missing Ray is a failure, not a skip
+
     ray.init(num_cpus=2, object_store_memory=80 << 20, include_dashboard=False, _node_ip_address="127.0.0.1",
              log_to_driver=False, logging_level=logging.WARNING)
     try:
