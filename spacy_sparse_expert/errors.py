@@ -49,6 +49,11 @@ class Warnings(metaclass=ErrorsWithCodes):
             "spaCy version), so its {n:,} aliases were tokenized now ({seconds:.1f} s); the index was {where}. "
             "Nothing to do unless it was not saved: then make the KB folder writable, or save the pipeline "
             "again (nlp.to_disk writes the index with the KB).")
+    # --- W080-W089: the label prior from the KB's type and predicate names ---
+    W080 = ("Component {name!r} has label_prior = {strength} but the names of labels {labels} match the name of "
+            "no KB type or predicate, so the prior says nothing about them (they start from zero, as "
+            "without the prior). Describe them in words the KB uses: [initialize.components.{name}] "
+            "label_descriptions = {{\"{example}\": \"...\"}} (see `sparse-expert kb info` for its types).")
 
 class Errors(metaclass=ErrorsWithCodes):
     # --- RDF import (kb/) ------------------------------------------------------------
@@ -304,6 +309,35 @@ class Errors(metaclass=ErrorsWithCodes):
             "command to resume, or use --engine local.")
     E269 = ("Parquet {what} needs pyarrow, which is not installed ({reason}). Install it (`pip install "
             "pyarrow`, or `pip install spacy-sparse-expert[ray]`), or use JSONL.")
+    # --- E270-E279: KBs that scale: memory-mapped folders, KBs referred to by path ---
+    E270 = ("Component {name!r} of the pipeline at {where} refers to the KB at {path} (content sha256 {sha}), "
+            "but {reason}. Put that KB back at {path} (re-import the same graph with the same options: "
+            "`sparse-expert kb import SOURCE --output {path}`), or load the pipeline where the KB is and save "
+            "it again with the KB copied (KBLoader `by_reference = false`).")
+    E271 = ("The KB at {path} cannot be referred to by a saved pipeline: {reason}. Re-import it with this "
+            "version (`sparse-expert kb import SOURCE --output {path}` writes format 2 with a content hash), "
+            "or set `by_reference = false` on the KB loader to copy it into the pipeline.")
+    E272 = ("Component {name!r}: {file} is not a KB reference this package wrote ({reason}). Save the "
+            "pipeline again, or replace {file} with the KB folder itself (as <component>/kb).")
+    E273 = ("No alias index can be built for language {lang!r}: spaCy has no tokenizer for it ({reason}). "
+            "Pass --alias-index with a language code spaCy knows (en, de, fr, ...: the language of the "
+            "pipelines that will use the KB), or --alias-index none.")
+    # --- E280-E289: import of large graphs: the Oxigraph store (--store) ---
+    E280 = ("Refusing to write the Oxigraph store to {path}: {reason}. `kb import --store` replaces only a "
+            "new or empty directory, or a store an earlier `kb import --store` wrote (it holds {marker}); "
+            "nothing was read or written. Pick another --store directory, or remove that one yourself.")
+    E281 = ("Another import writing the Oxigraph store {path} is running (lock {lock} held). Wait for it to "
+            "finish, or pick another --store directory.")
+    E282 = ("Cannot write the Oxigraph store {path}: {reason}. The KB output and any earlier store at {path} "
+            "are unchanged; check the free space and permissions of {parent} (a store takes several times "
+            "the size of the compressed RDF), or leave --store out.")
+    # --- E290-E299: knowledge that never hurts: the label prior and the gate's speed ---
+    E290 = ("Model setting label_prior={value!r} of {where} needs knowledge_bow = true: the prior is the "
+            "starting value of the knowledge-bag path's (knowledge id -> label) table. Set knowledge_bow = "
+            "true, or label_prior = 0.0 for no prior.")
+    E291 = ("label_descriptions given to initialize of component {name!r} is invalid: {reason}. Give a "
+            "mapping from the component's labels {labels} to non-empty strings, e.g. "
+            "{{\"{example}\": \"words the KB uses for it\"}}; labels left out are described by their name.")
 
 class SparseExpertError(ValueError):
     """Base class of the errors this package raises for bad input."""

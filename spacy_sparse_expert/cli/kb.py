@@ -129,6 +129,15 @@ def import_cmd(
         show_default=False)] = None,
     engine: Annotated[str, typer.Option("--engine", help="Parser: oxigraph (fast) or rdflib.")] = "oxigraph",
     graph_engine: Annotated[str, typer.Option("--graph-engine", help="Graph features: fast or networkx.")] = "fast",
+    alias_index: Annotated[str, typer.Option(
+        "--alias-index", help="Also write the aliases tokenized by spaCy's blank tokenizer of this language (what "
+                              "a pipeline's linker uses), so that pipelines load without tokenizing them; 'none' "
+                              "writes none (then the import does not load spaCy).")] = "en",
+    store: Annotated[Optional[Path], typer.Option(
+        "--store", help="Also load every triple read into an Oxigraph store at this directory (pyoxigraph's "
+                        "bulk loader, same single pass), queryable with SPARQL by pyoxigraph or `oxigraph serve "
+                        "--location DIR`. Written beside it and swapped in after the KB; a new, empty or earlier "
+                        "--store directory only.", show_default=False)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
 ) -> None:
     """Compile RDF sources into a knowledge base directory.
@@ -174,7 +183,8 @@ def import_cmd(
         shown = _ImportProgress(progress)
         try:
             kb = import_rdf(sources or [], output, sparql=sparql, query=query_text,
-                            progress=shown.triples, phase=shown.phase, **options)
+                            progress=shown.triples, phase=shown.phase, store=store,
+                            alias_index_lang=None if alias_index.lower() == "none" else alias_index, **options)
         except SparseExpertError as err:
             progress.stop()
             _fail(err)

@@ -2,9 +2,13 @@
 stored beside the KB (``alias_index.npz``) so that loading a pipeline does not tokenize
 the aliases again (33k aliases cost seconds of tokenizing; the file loads in milliseconds).
 
-The index is derived data, a cache, built where spaCy is loaded (`features/alias_spans.py`)
-and never by ``kb import``: `kb` commands do not import spaCy, and an index is only right
-for the tokenizer that made it. It therefore carries two keys, checked on every use:
+The index is derived data, a cache, and only right for the tokenizer that made it. ``kb
+import`` writes the one for spaCy's blank tokenizer of a language (English by default:
+`build_blank_alias_index`), the tokenizer a pipeline's linker uses unless given another,
+as part of the KB's atomic write, so the folder does not change after the import and no
+load tokenizes. For any other tokenizer it is built where spaCy is loaded
+(`features/alias_spans.py`) and saved beside the KB (warning W200). It therefore carries
+two keys, checked on every use:
 
 - ``tokenizer``: a digest of the tokenizer's rules and the spaCy version that ran them;
 - ``aliases``: a digest of the KB's alias surfaces, so an index left beside a KB that an
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import storage
+from .strings import StringTable
 
 INDEX_VERSION = 1
 ARRAY_DTYPES: dict[str, type] = {
@@ -47,7 +52,13 @@ ARRAY_DTYPES: dict[str, type] = {
 
 
 def aliases_digest(surfaces: Sequence[str]) -> str:
-    """sha256 of the alias surfaces (what the index tokenized), in order."""
+    """sha256 of the alias surfaces (what the index tokenized), in order: of their UTF-8
+    forms, each followed by a NUL byte. A memory-mapped table (kb/strings.py) is hashed
+    from its stored bytes without decoding a string; the digest is the same."""
+    if isinstance(surfaces, StringTable) and len(surfaces):
+        raw = np.frombuffer(surfaces.raw_bytes(), dtype=np.uint8)
+        ends = np.cumsum(surfaces.row_lengths())
+        return hashlib.sha256(np.insert(raw, ends, 0).tobytes()).hexdigest()
     joined = "\x00".join(surfaces) + "\x00"  # one encode: a loop costs ~0.1 s for 33k aliases
     return hashlib.sha256(joined.encode("utf8", "surrogatepass")).hexdigest()
 
@@ -112,6 +123,56 @@ def build_alias_index(surfaces: Sequence[str], tokens: Callable[[str], np.ndarra
     return AliasIndex(tokenizer, aliases_digest(surfaces), arrays)
 
 
+def blank_tokenizer_key(lang: str) -> str:
+    """The key of spaCy's blank tokenizer of `lang` (what `features.linker.BlankTokenizer`
+    calls its `alias_index_key`): fixed by the spaCy version and the language."""
+    from spacy import about
+
+    return f"spacy-{about.__version__}/{lang}/blank"
+
+
+def check_blank_language(lang: str) -> None:
+    """Raise KBImportError (E273) unless spaCy has a blank tokenizer for `lang`; looks
+    for the module only, so that an import fails before parsing without loading spaCy."""
+    import importlib.util
+
+    from ..errors import Errors, KBImportError
+
+    reason = None
+    if not isinstance(lang, str) or not lang.isidentifier() or not lang.islower():
+        reason = "not a language code"
+    else:
+        # find_spec of "spacy.lang.xx" would import spacy itself: look in its folder instead
+        spec = importlib.util.find_spec("spacy")
+        roots = list(spec.submodule_search_locations or []) if spec is not None else []
+        if not any((Path(root) / "lang" / lang / "__init__.py").is_file() for root in roots):
+            reason = f"there is no spacy.lang.{lang}"
+    if reason is not None:
+        raise KBImportError(Errors.E273.format(lang=lang, reason=reason))
+
+
+def build_blank_alias_index(surfaces: Sequence[str], lang: str = "en") -> AliasIndex:
+    """The alias index for spaCy's blank tokenizer of `lang`, as a linker would build it
+    (accent-folded surfaces, LOWER hashes). spaCy is imported here, not at module level:
+    the `kb` commands start without it.
+
+    surfaces (Sequence[str]): the KB's alias surfaces (original case).
+    lang (str): the language code of the blank tokenizer, e.g. "en".
+    """
+    import spacy
+    from spacy.attrs import LOWER
+    from spacy.strings import hash_string
+
+    from .folding import fold_accents
+
+    tokenizer = spacy.blank(lang).tokenizer
+
+    def tokens(surface: str) -> np.ndarray:
+        return tokenizer(fold_accents(surface)).to_array(LOWER).reshape(-1)
+
+    return build_alias_index(surfaces, tokens, hash_string, tokenizer=blank_tokenizer_key(lang))
+
+
 def _check(arrays: dict[str, np.ndarray]) -> None:
     """Raise ValueError unless the arrays fit together (a damaged file is rebuilt, never used)."""
     for name, dtype in ARRAY_DTYPES.items():
@@ -166,5 +227,6 @@ def write_alias_index(path: str | Path, index: AliasIndex) -> None:
     storage.write_extra_arrays(Path(path), storage.ALIAS_INDEX_FILE, index_to_arrays(index))
 
 
-__all__ = ["AliasIndex", "PREFIX", "aliases_digest", "build_alias_index", "index_from_arrays", "index_to_arrays",
+__all__ = ["AliasIndex", "PREFIX", "aliases_digest", "blank_tokenizer_key", "build_alias_index",
+           "build_blank_alias_index", "check_blank_language", "index_from_arrays", "index_to_arrays",
            "read_alias_index", "write_alias_index"]

@@ -25,9 +25,18 @@ _IGNORE, _LABEL, _TYPE, _SUBCLASS, _RELATION = range(5)
 
 @dataclass
 class Collected:
-    """What one pass over the triples keeps (ids index `nodes`)."""
+    """What one pass over the triples keeps (ids index `nodes`).
 
-    nodes: dict[str, int] = field(default_factory=dict)
+    During the pass IRIs are interned as pyoxigraph terms (`terms`, `kinds`): a dict
+    lookup by a NamedNode hashes and compares it in Rust, with no Python string made per
+    triple. `finish()` turns them into the IRI-keyed `nodes` and `predicates`, once per
+    distinct IRI.
+    """
+
+    terms: dict[ox.NamedNode, int] = field(default_factory=dict)  # every interned IRI -> node id
+    kinds: dict[ox.NamedNode, int] = field(default_factory=dict)  # every predicate -> kind
+    label_ranks: dict[ox.NamedNode, int] = field(default_factory=dict)  # label predicate -> its rank
+    nodes: dict[str, int] = field(default_factory=dict)  # `terms` by IRI, after `finish()`
     labels: list[tuple[int, str, int, int]] = field(default_factory=list)  # node, text, pred rank, lang rank
     label_set: set[tuple[int, str, int, int]] = field(default_factory=set)  # `labels`, for deduplication
     other_languages: set[str] = field(default_factory=set)
@@ -40,7 +49,7 @@ class Collected:
     rel_s: array = field(default_factory=lambda: array("q"))
     rel_p: array = field(default_factory=lambda: array("q"))
     rel_o: array = field(default_factory=lambda: array("q"))
-    predicates: dict[str, int] = field(default_factory=dict)  # every predicate IRI -> kind
+    predicates: dict[str, int] = field(default_factory=dict)  # every predicate IRI -> kind, after `finish()`
     n_triples: int = 0
     compact_at: int = _COMPACT_MIN
 
@@ -51,11 +60,18 @@ class Collected:
     def compact(self) -> None:
         """Drop repeated type, subclass and relation links, in place (the hot loop holds
         bound `append`s). Their order is not kept: the KB tables never depend on it."""
-        n = max(len(self.nodes), 1)
+        n = max(len(self.terms), 1)
         _unique_in_place(n, self.type_s, self.type_o)
         _unique_in_place(n, self.sub_s, self.sub_o)
         _unique_in_place(n, self.rel_s, self.rel_p, self.rel_o)
         self.compact_at = max(_COMPACT_MIN, 2 * self.n_links)
+
+    def finish(self) -> None:
+        """After the last source: the IRI-keyed views `nodes` and `predicates`, and the
+        links deduplicated."""
+        self.compact()
+        self.nodes = {term.value: i for term, i in self.terms.items()}
+        self.predicates = {term.value: kind for term, kind in self.kinds.items()}
 
 
 def _unique_in_place(n_nodes: int, *columns: array) -> None:
@@ -66,21 +82,35 @@ def _unique_in_place(n_nodes: int, *columns: array) -> None:
             column[:] = array("q", values.tobytes())
 
 
+def unique_ints(values: np.ndarray) -> np.ndarray:
+    """The distinct values of a 1-d int array, sorted (numpy's default sort: no need
+    for a stable one among equal ints)."""
+    values = np.sort(values)
+    if values.size:
+        values = values[np.concatenate([[True], values[1:] != values[:-1]])]
+    return values
+
+
 def _unique_rows(n_nodes: int, cols: list[np.ndarray]) -> list[np.ndarray]:
+    """The distinct rows, sorted. By sorting, never np.unique: numpy 2's hash-based
+    unique took 11 s for 7M int64 keys where a sort and a mask take 0.1 s."""
     if n_nodes ** len(cols) < 2 ** 63:  # one int64 key per row: the fast path
         key = cols[0]
         for col in cols[1:]:
             key *= n_nodes
             key += col
-        key = np.unique(key)
+        key = unique_ints(key)
         rows = []
         for _ in cols:
             rows.append(key % n_nodes)
             key //= n_nodes
         return rows[::-1]
-    packed = np.unique(np.ascontiguousarray(np.stack(cols, axis=1)).view(np.dtype((np.void, 8 * len(cols)))).ravel())
-    unpacked = packed.view(np.int64).reshape(-1, len(cols))
-    return [np.ascontiguousarray(unpacked[:, i]) for i in range(len(cols))]
+    order = np.lexsort(cols[::-1])  # by the first column, then the next...
+    cols = [col[order] for col in cols]
+    keep = np.ones(order.size, dtype=bool)
+    if order.size:
+        keep[1:] = np.logical_or.reduce([col[1:] != col[:-1] for col in cols])
+    return [np.ascontiguousarray(col[keep]) for col in cols]
 
 
 def _language_rank(languages: Sequence[str]) -> Callable[[str | None], int | None]:
@@ -104,37 +134,39 @@ def _language_rank(languages: Sequence[str]) -> Callable[[str | None], int | Non
 
 
 def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collected,
-             progress: ProgressCallback | None, where: str = "(source)") -> None:
+                    progress: ProgressCallback | None, where: str = "(source)") -> None:
     """The hot loop: one pass, a dict lookup per term, ints appended to arrays.
 
-    Raises E091 when more than `opts.max_triples` triples were read (over every call
-    with the same `into`); `where` names the source in that message.
+    Call `into.finish()` after the last source. Raises E091 when more than
+    `opts.max_triples` triples were read (over every call with the same `into`); `where`
+    names the source in that message.
     """
     label_rank = {p: (i + (len(opts.label_predicates) if p in ALT_LABEL_PREDICATES else 0))
                   for i, p in enumerate(opts.label_predicates)}
     keep = set(opts.relations) if opts.relations is not None else None
     lang_rank = _language_rank(opts.languages)
-    kinds = into.predicates
-    nodes = into.nodes
+    kinds, terms, label_ranks = into.kinds, into.terms, into.label_ranks
     named, literal = ox.NamedNode, ox.Literal
     limit = opts.max_triples
     n = into.n_triples
 
-    def intern(iri: str) -> int:
-        i = nodes.get(iri)
+    def intern(term: ox.NamedNode) -> int:
+        i = terms.get(term)
         if i is None:
-            i = nodes[iri] = len(nodes)
+            i = terms[term] = len(terms)
         return i
 
-    def kind_of(p: str) -> int:
+    def kind_of(predicate: ox.NamedNode) -> int:
+        p = predicate.value
         if p in label_rank:
+            label_ranks[predicate] = label_rank[p]
             return _LABEL
         if p == opts.type_predicate:
             return _TYPE
         if p == opts.subclass_predicate:
             return _SUBCLASS
         # A kept relation's kind is _RELATION + its node id: no second lookup per triple.
-        return _RELATION + intern(p) if keep is None or p in keep else _IGNORE
+        return _RELATION + intern(predicate) if keep is None or p in keep else _IGNORE
 
     def checkpoint(n: int) -> int:
         """Budget, progress and deduplication, every _PROGRESS_EVERY triples. RETURNS the
@@ -154,10 +186,10 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
         n += 1
         if n >= next_check:
             next_check = checkpoint(n)
-        p = quad.predicate.value
-        kind = kinds.get(p)
+        predicate = quad.predicate
+        kind = kinds.get(predicate)
         if kind is None:
-            kind = kinds[p] = kind_of(p)
+            kind = kinds[predicate] = kind_of(predicate)
         subject = quad.subject
         if type(subject) is not named:
             into.n_blank_labels += kind == _LABEL
@@ -165,12 +197,12 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
         obj = quad.object
         if kind >= _RELATION:
             if type(obj) is named:
-                s = nodes.get(subject.value)
+                s = terms.get(subject)
                 if s is None:
-                    s = intern(subject.value)
-                o = nodes.get(obj.value)
+                    s = intern(subject)
+                o = terms.get(obj)
                 if o is None:
-                    o = intern(obj.value)
+                    o = intern(obj)
                 rel_s(s)
                 rel_p(kind - _RELATION)
                 rel_o(o)
@@ -179,23 +211,23 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
                 into.n_label_triples += 1
                 rank = lang_rank(obj.language)
                 if rank is None:
-                    into.other_languages.add(obj.language)
+                    into.other_languages.add(obj.language or "")  # never None: untagged is always kept
                 else:
-                    label = (intern(subject.value), obj.value, label_rank[p], rank)
+                    label = (intern(subject), obj.value, label_ranks[predicate], rank)
                     if label not in label_set:  # the first copy keeps its place: ties go to it
                         label_set.add(label)
                         labels.append(label)
         elif kind == _TYPE:
             if type(obj) is named:
-                into.type_s.append(intern(subject.value))
-                into.type_o.append(intern(obj.value))
+                into.type_s.append(intern(subject))
+                into.type_o.append(intern(obj))
         elif kind == _SUBCLASS:
             if type(obj) is named:
-                into.sub_s.append(intern(subject.value))
-                into.sub_o.append(intern(obj.value))
+                into.sub_s.append(intern(subject))
+                into.sub_o.append(intern(obj))
     into.n_triples = n
     if progress is not None:
         progress(n)
 
 
-__all__ = ["ProgressCallback", "Collected", "collect_triples"]
+__all__ = ["ProgressCallback", "Collected", "collect_triples", "unique_ints"]

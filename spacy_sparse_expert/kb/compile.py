@@ -23,26 +23,34 @@ RDF itself gives ("Paris" -> the city before the small town).
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import time
 import warnings
 from importlib import metadata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyoxigraph as ox
 
 from ..errors import Errors, KBImportError, Warnings
 from . import storage
+from .alias_index import build_blank_alias_index, check_blank_language
 from .outputs import check_kb_output
 from .phases import Phase, PhaseCallback, PhaseClock
-from .collect import Collected, ProgressCallback, collect_triples
-from .graph_features import compute_graph_features, sorted_unique
+from .collect import Collected, ProgressCallback, collect_triples, unique_ints
+from .graph_features import compute_graph_features
 from .hierarchy import inferred_types, superclass_closure
 from .knowledge_base import KnowledgeBase, normalize_alias
 from .import_options import CLASS_TYPES, DEFAULT_LABEL_PREDICATES, PROPERTY_TYPES, ImportOptions, import_options
 from .rdf_sources import RdfSource, read_quads, resolve_sources, sparql_source
+from .oxigraph_store import BATCH as STORE_BATCH
+from .oxigraph_store import StoreWriter, check_store_output, recover_store, store_lock
 from .source_stream import ReadStats
+
+QuadSink = Callable[[Sequence[ox.Quad]], None]
 
 
 def _package_version() -> str:
@@ -99,11 +107,13 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str],
         is_property[type_s[np.isin(type_o, list(prop_typed))]] = True
 
     # Best label per node: lowest (predicate rank, language rank), first seen on ties.
-    label_nodes = np.fromiter((lab[0] for lab in col.labels), dtype=np.int64, count=len(col.labels))
-    order = sorted(range(len(col.labels)), key=lambda i: (col.labels[i][0], col.labels[i][2], col.labels[i][3], i))
-    best_label: dict[int, str] = {}
-    for i in order:
-        best_label.setdefault(col.labels[i][0], col.labels[i][1])
+    n_labels = len(col.labels)
+    label_nodes = np.fromiter((lab[0] for lab in col.labels), dtype=np.int64, count=n_labels)
+    pred_ranks = np.fromiter((lab[2] for lab in col.labels), dtype=np.int64, count=n_labels)
+    lang_ranks = np.fromiter((lab[3] for lab in col.labels), dtype=np.int64, count=n_labels)
+    order = np.lexsort((np.arange(n_labels), lang_ranks, pred_ranks, label_nodes))  # last key sorts first
+    first = order[np.concatenate([[True], label_nodes[order][1:] != label_nodes[order][:-1]])]
+    best_label: dict[int, str] = {col.labels[i][0]: col.labels[i][1] for i in first.tolist()}
     has_label = np.zeros(n_nodes, dtype=bool)
     has_label[label_nodes] = True
     entity_mask = has_label & ~is_class & ~is_property
@@ -123,23 +133,28 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str],
     ent_of_type = node_to_entity[type_s]
     keep_t = ent_of_type >= 0
     supers = superclass_closure(sub_s, sub_o, type_o[keep_t].tolist()) if sub_s.size else {}
-    direct: dict[int, set[int]] = {}
-    for e, c in zip(ent_of_type[keep_t].tolist(), type_o[keep_t].tolist()):
-        direct.setdefault(e, set()).add(c)
-    t_rows: list[int] = []
+    # Each entity's distinct asserted classes, sorted: one int key per (entity, class).
+    pairs = unique_ints(ent_of_type[keep_t] * n_nodes + type_o[keep_t])
+    pair_e, pair_c = (pairs // n_nodes).tolist(), (pairs % n_nodes).tolist()
+    starts = [0, *(np.flatnonzero(np.diff(pairs // n_nodes)) + 1).tolist(), len(pair_c)]
     t_ids: list[int] = []
     t_direct: list[bool] = []
-    for e in sorted(direct):
-        asserted = sorted(direct[e])
-        for c in asserted:
-            t_rows.append(e)
-            t_ids.append(int(node_to_type[c]))
-            t_direct.append(True)
-        # nearest superclasses first: the featurizer keeps an entity's first types
-        for c in inferred_types(asserted, supers):
-            t_rows.append(e)
-            t_ids.append(int(node_to_type[c]))
-            t_direct.append(False)
+    t_counts: list[int] = []
+    # Entities share class sets (every "person, politician"): their rows are made once.
+    made: dict[tuple[int, ...], tuple[list[int], list[bool]]] = {}
+    for a, b in itertools.pairwise(starts):
+        asserted = tuple(pair_c[a:b])
+        row = made.get(asserted)
+        if row is None:
+            # nearest superclasses first: the featurizer keeps an entity's first types
+            inferred = inferred_types(asserted, supers)
+            row = made[asserted] = ([int(node_to_type[c]) for c in (*asserted, *inferred)],
+                                    [True] * len(asserted) + [False] * len(inferred))
+        t_ids.extend(row[0])
+        t_direct.extend(row[1])
+        t_counts.append(len(row[0]))
+    t_rows = np.repeat(np.asarray([pair_e[a] for a in starts[:-1]], dtype=np.int64),
+                       np.asarray(t_counts, dtype=np.int64)) if pair_c else np.zeros(0, dtype=np.int64)
     type_rows = np.asarray(t_rows, dtype=np.int64)
     clock.end(types=int(class_nodes.size), type_links=len(t_ids))
 
@@ -155,7 +170,7 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str],
     rp = (np.cumsum(used) - 1)[rp_nodes[ok]]
     # RDF graphs are sets: drop repeated triples (one int64 key each, sorted by s, p, o).
     n_p = max(len(pred_nodes), 1)
-    keys = sorted_unique((rs[ok] * n_p + rp) * n_entities + ro[ok])
+    keys = unique_ints((rs[ok] * n_p + rp) * n_entities + ro[ok])
     triples = np.stack([keys // (n_p * n_entities), keys // n_entities % n_p, keys % n_entities], axis=1)
     rel_indptr = _csr(triples[:, 0], n_entities)
     clock.end(relations=int(triples.shape[0]), predicates=int(pred_nodes.size))
@@ -205,11 +220,14 @@ def _alias_table(col: Collected, node_to_entity: np.ndarray, popularity: np.ndar
     link_alias: list[int] = []
     link_entity: list[int] = []
     link_weight: list[float] = []
+    normalized: dict[str, str] = {}  # many labels share a text (a family name, the same name in de and en)
     for node, text, pred_rank, lang_rank in col.labels:
         e = int(node_to_entity[node])
         if e < 0:
             continue
-        key = normalize_alias(text)
+        key = normalized.get(text)
+        if key is None:
+            key = normalized[text] = normalize_alias(text)
         if not key:
             continue
         a = alias_ids.get(key)
@@ -269,7 +287,7 @@ def _source_meta(source: RdfSource, stats: ReadStats) -> dict[str, Any]:
 
 def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None, query: str | None = None,
                progress: ProgressCallback | None = None, phase: PhaseCallback | None = None,
-               **options: Any) -> KnowledgeBase:
+               sink: QuadSink | None = None, **options: Any) -> KnowledgeBase:
     """Read RDF sources and compile them into an in-memory KnowledgeBase.
 
     sources (Sequence[str | Path]): RDF files (by extension, or `format`), directories of
@@ -279,6 +297,8 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
     progress (Callable[[int], None] | None): called with the running triple count.
     phase (Callable[[Phase], None] | None): called as each step (parse, entities, types,
         relations, graph features, aliases) starts and ends, with its counts and seconds.
+    sink (Callable[[Sequence[Quad]], None] | None): also given every quad read, in
+        batches of `oxigraph_store.BATCH`, after the KB's pass has seen them (`--store`).
     options: fields of `ImportOptions` (label_predicates, languages, relations, base,
         max_triples, max_bytes, max_xml_depth, ...), checked by `import_options`.
     RETURNS (KnowledgeBase): with `meta` filled in (sources, options, counts, timing).
@@ -301,8 +321,14 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
         with read_quads(source, base_iri=opts.base, engine=opts.engine, timeout=opts.timeout,
                         max_bytes=opts.max_bytes, max_xml_depth=opts.max_xml_depth,
                         max_response_bytes=opts.max_response_bytes, stats=read) as quads:
-            collect_triples(quads, opts, col, progress, source.display)
-    col.compact()
+            if sink is None:
+                collect_triples(quads, opts, col, progress, source.display)
+                continue
+            batches = iter(quads)
+            while batch := list(itertools.islice(batches, STORE_BATCH)):
+                collect_triples(batch, opts, col, progress, source.display)
+                sink(batch)
+    col.finish()
     clock.end(triples=col.n_triples, sources=len(resolved))
     parse_seconds = time.perf_counter() - start
     kb, timings = build_kb(col, opts, [s.display for s in resolved], clock)
@@ -328,7 +354,8 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
 
 def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str | None = None,
                query: str | None = None, progress: ProgressCallback | None = None,
-               phase: PhaseCallback | None = None, **options: Any) -> KnowledgeBase:
+               phase: PhaseCallback | None = None, alias_index_lang: str | None = "en",
+               store: str | Path | None = None, **options: Any) -> KnowledgeBase:
     """Compile RDF sources and write the KB to `output`, atomically and under a lock.
 
     `output` must be new, an empty directory or a KB an earlier import wrote; never a
@@ -338,27 +365,64 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     temporary directory beside `output` and renamed into place, so a failed or interrupted
     import leaves a previous KB at `output` as it was. A concurrent import into the same
     directory fails with E012. Arguments as for `compile_kb`; ``phase`` also hears of the
-    last step, write.
+    last steps, alias index and write.
+    alias_index_lang (str | None): the language of spaCy's blank tokenizer whose alias
+        index (kb/alias_index.py) is written with the KB, so that pipelines using it load
+        without tokenizing the aliases; None writes none (a linker then builds it on first
+        use and saves it beside the KB, warning W200).
+    store (str | Path | None): also load every quad read into an Oxigraph store at this
+        directory (`oxigraph_store.py`: same single pass, bulk loader, written beside it
+        and swapped in after the KB; new, empty or an earlier --store only: E280).
     RETURNS (KnowledgeBase): the KB that was written.
     """
     output = storage.output_path(output)
     sources = list(sources)
+    store_dir = storage.output_path(store) if store is not None else None
 
     def check(path: Path) -> None:
         check_kb_output(path, sources)
 
+    def check_store(path: Path) -> None:
+        check_store_output(path, kb_output=output, sources=sources)
+
     check(output)  # fail fast: before the parent, the lock or the parse
+    if alias_index_lang is not None:
+        check_blank_language(alias_index_lang)
+    if store_dir is not None:
+        check_store(store_dir)
     created_parent = not output.parent.exists()
     output.parent.mkdir(parents=True, exist_ok=True)
+    writer: StoreWriter | None = None
     try:
-        with storage.import_lock(output):
+        with storage.import_lock(output), contextlib.ExitStack() as locks:
             storage.recover(output)  # what an import killed at any point left behind
-            kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, phase=phase, **options)
+            if store_dir is not None:
+                store_dir.parent.mkdir(parents=True, exist_ok=True)
+                locks.enter_context(store_lock(store_dir))
+                recover_store(store_dir)
+                writer = StoreWriter(store_dir)
+            kb = compile_kb(sources, sparql=sparql, query=query, progress=progress, phase=phase,
+                            sink=writer.add if writer is not None else None, **options)
             clock = PhaseClock(phase)
+            if alias_index_lang is not None:
+                clock.start("alias index")
+                kb.alias_index = build_blank_alias_index(kb.alias_surfaces, alias_index_lang)
+                clock.end(aliases=kb.alias_index.n_aliases, sequences=kb.alias_index.n_sequences)
+                kb.meta["timing"]["phases"]["alias index"] = clock.seconds["alias index"]
             clock.start("write")
             storage.replace_dir_atomically(output, kb.to_disk, check=check)
             clock.end(bytes=sum(f.stat().st_size for f in output.rglob("*") if f.is_file()))
+            # The store is swapped in last: a failure up to here leaves the KB and the store
+            # as they were; a failure of this swap, the new KB and the previous store.
+            if writer is not None:
+                clock.start("store")
+                writer.commit({"kb": str(output), "sources": kb.meta["sources"], "created_by": kb.meta["created_by"]},
+                              check=check_store)
+                clock.end(quads=writer.quads)
+                writer = None
     except BaseException:
+        if writer is not None:
+            writer.discard()
         if created_parent:
             try:
                 output.parent.rmdir()

@@ -8,11 +8,21 @@ slices and the whole KB is a handful of numpy arrays plus string tables.
 Build one with :func:`spacy_sparse_expert.kb.compile.import_rdf` (to a directory) or
 :func:`spacy_sparse_expert.kb.compile.compile_kb` (in memory); load with
 :meth:`KnowledgeBase.from_disk`.
+
+Loading a format-2 folder (kb/storage.py) maps its files and checks only what costs
+nothing (presence, dtypes, shapes, lengths, the ends of every CSR index array): the
+value checks of a group of arrays (ids in range, index arrays ascending, priors, graph
+features) run on the first access to any array of the group, and a string table checks
+its offsets on its first lookup; the IRI and alias dictionaries are built on their first
+lookup. So `from_disk` costs the same for any KB size, and a damaged file still fails
+with the coded error (E009/E110 naming the folder, file and field), only at first use.
+A KB built in memory or read from format 1 is checked whole when it is made.
 """
 from __future__ import annotations
 
+import threading
 import unicodedata
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -22,9 +32,10 @@ import numpy as np
 from ..errors import Errors, KBFormatError
 from . import kb_numbers, storage
 from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
-from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, read_alias_index, write_alias_index
+from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, write_alias_index
 from .folding import fold_accents, folded_index, merge_candidates
 from .graph_features import normalize_features
+from .strings import StringTable
 from .views import EntityArrays, build_entity_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,8 +76,7 @@ ARRAY_DTYPES: dict[str, type] = {
     "relation_objects": np.int32,    # (n_relations,)
     "graph_features": np.float32,    # (n_entities, n_features) raw values
 }
-TABLE_NAMES = ("entities", "labels", "types", "type_labels", "predicates", "aliases",
-               "alias_surfaces", "feature_names")
+TABLE_NAMES = storage.TABLE_NAMES  # ("entities", "labels", ..., "feature_names")
 
 
 class KnowledgeBase:
@@ -84,47 +94,95 @@ class KnowledgeBase:
     """
 
     def __init__(self, *, tables: Mapping[str, Sequence[str]], arrays: Mapping[str, np.ndarray],
-                 meta: Mapping[str, Any] | None = None) -> None:
+                 meta: Mapping[str, Any] | None = None, lazy_checks: bool = False,
+                 where: Path | str = "<memory>") -> None:
+        """tables, arrays, meta: the KB's parts. lazy_checks (bool): check each group of
+        arrays on its first use instead of now (see the module docstring); errors then
+        name `where` (the folder) and the array's file."""
         for name in TABLE_NAMES:
             if name not in tables:
                 raise ValueError(f"KnowledgeBase: table {name!r} missing")
         for name, dtype in ARRAY_DTYPES.items():
             if name not in arrays:
                 raise ValueError(f"KnowledgeBase: array {name!r} missing")
-        self.entities: list[str] = list(tables["entities"])
-        self.labels: list[str] = list(tables["labels"])
-        self.types: list[str] = list(tables["types"])
-        self.type_labels: list[str] = list(tables["type_labels"])
-        self.predicates: list[str] = list(tables["predicates"])
-        self.aliases: list[str] = list(tables["aliases"])
-        self.alias_surfaces: list[str] = list(tables["alias_surfaces"])
-        self.feature_names: list[str] = list(tables["feature_names"])
-        self._arrays: dict[str, np.ndarray] = {
-            name: np.ascontiguousarray(arrays[name], dtype=dtype) for name, dtype in ARRAY_DTYPES.items()
-        }
-        for array in self._arrays.values():
-            array.setflags(write=False)
         self.meta: dict[str, Any] = dict(meta or {})
-        self._check_consistent()
-        self._check_numbers()
-        self._entity_index = {iri: i for i, iri in enumerate(self.entities)}
-        self._alias_index = {alias: i for i, alias in enumerate(self.aliases)}
-        self._features = normalize_features(self._arrays["graph_features"], self.feature_names)
-        self._features.setflags(write=False)
+        self._where = where
+        self._version = self.meta.get("format_version", storage.FORMAT_VERSION)
+        # A format-2 folder's tables stay StringTables (decoded per access); others are lists.
+        mapped = lazy_checks and all(isinstance(tables[name], StringTable) for name in TABLE_NAMES)
+
+        def table(name: str) -> Sequence[str]:
+            return tables[name] if mapped else list(tables[name])
+
+        self.entities: Sequence[str] = table("entities")
+        self.labels: Sequence[str] = table("labels")
+        self.types: Sequence[str] = table("types")
+        self.type_labels: Sequence[str] = table("type_labels")
+        self.predicates: Sequence[str] = table("predicates")
+        self.aliases: Sequence[str] = table("aliases")
+        self.alias_surfaces: Sequence[str] = table("alias_surfaces")
+        self.feature_names: list[str] = list(tables["feature_names"])  # a handful; `.index` is used
+        raw: dict[str, np.ndarray] = {name: np.ascontiguousarray(arrays[name], dtype=dtype)
+                                      for name, dtype in ARRAY_DTYPES.items()}
+        for array in raw.values():
+            if array.flags.writeable:
+                array.setflags(write=False)
+        self._raw = raw
+        self._checked: set[str] = set()
+        self._check_lock = threading.Lock()
+        self._arrays: Mapping[str, np.ndarray] = _CheckedArrays(self)
+        self._check_structure(check_tables=not mapped)
+        if not lazy_checks:
+            for group in _GROUPS:
+                self._check_group(group)
+                self._checked.add(group)
         self._derived: dict[Hashable, Any] = {}
         # The folder this KB was read from, and its alias index (`alias_index.py`): the
         # linker checks the index's keys and rebuilds a missing or stale one into `path`.
         self.path: Path | None = None
-        self.alias_index: AliasIndex | None = None
+        self._alias_index_value: AliasIndex | None = None
+        self._alias_index_reader: Callable[[], storage.Arrays | None] | None = None
+        # Whether a pipeline saving this KB refers to `path` instead of copying it
+        # (the KB loader's `by_reference`; pipeline/serialize.py).
+        self.by_reference = False
 
-    def _check_consistent(self) -> None:
-        """Raise ValueError unless tables and arrays fit together (every id in range,
-        every CSR index array monotone and of the right length), so that a tampered or
-        damaged KB fails when loaded instead of with an IndexError in some later lookup."""
-        for name in TABLE_NAMES:
-            if not all(isinstance(x, str) for x in getattr(self, name)):
-                raise ValueError(f"table {name!r} holds values that are not strings")
-        n_ent, a = self.n_entities, self._arrays
+    @property
+    def alias_index(self) -> AliasIndex | None:
+        """The aliases tokenized for one tokenizer (`alias_index.py`), or None. Read from
+        the folder on first access (it was mapped at load, from the same KB)."""
+        reader = self._alias_index_reader
+        if reader is not None:
+            with self._check_lock:
+                if self._alias_index_reader is not None:
+                    arrays = reader()
+                    self._alias_index_value = None if arrays is None else index_from_arrays(arrays)
+                    self._alias_index_reader = None
+        return self._alias_index_value
+
+    @alias_index.setter
+    def alias_index(self, index: AliasIndex | None) -> None:
+        self._alias_index_reader = None
+        self._alias_index_value = index
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KnowledgeBase:
+        # Read-only (its caches aside), so a deep copy is the KB itself; copying would also
+        # fail on the memory maps of a format-2 KB (spaCy deep-copies in resume_training).
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For multiprocessing (nlp.pipe(n_process=...)): the parts as bytes, never the maps.
+        return (_restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
+
+    def _check_structure(self, *, check_tables: bool) -> None:
+        """Raise ValueError unless tables and arrays fit together in what costs nothing to
+        check: sizes, dimensions, lengths and both ends of every CSR index array."""
+        if check_tables:
+            for name in TABLE_NAMES:
+                if not all(isinstance(x, str) for x in getattr(self, name)):
+                    raise ValueError(f"table {name!r} holds values that are not strings")
+        elif not all(isinstance(x, str) for x in self.feature_names):
+            raise ValueError("table 'feature_names' holds values that are not strings")
+        n_ent, a = self.n_entities, self._raw
         for name, array in a.items():
             if array.ndim != (2 if name == "graph_features" else 1):
                 raise ValueError(f"array {name!r} has {array.ndim} dimensions")
@@ -133,31 +191,58 @@ class KnowledgeBase:
         for name, table, n in pairs:
             if len(table) != n:
                 raise ValueError(f"table {name!r} has {len(table)} rows, expected {n}")
-        csr = (("alias_indptr", self.n_aliases, ("alias_entities", "alias_priors")),
-               ("type_indptr", n_ent, ("type_ids", "type_direct")),
-               ("relation_indptr", n_ent, ("relation_predicates", "relation_objects")))
-        for indptr_name, rows, values in csr:
+        for indptr_name, rows, values in self._csr():
             indptr, n_values = a[indptr_name], a[values[0]].shape[0]
-            if (indptr.ndim != 1 or indptr.shape[0] != rows + 1 or indptr[0] != 0 or indptr[-1] != n_values
-                    or np.any(np.diff(indptr) < 0) or any(a[v].shape != (n_values,) for v in values)):
+            if (indptr.shape[0] != rows + 1 or indptr[0] != 0 or indptr[-1] != n_values
+                    or any(a[v].shape != (n_values,) for v in values)):
                 raise ValueError(f"array {indptr_name!r} does not index {'/'.join(values)}")
-        ids = (("alias_entities", n_ent), ("type_ids", self.n_types), ("relation_predicates", self.n_predicates),
-               ("relation_objects", n_ent))
-        for name, n in ids:
-            if a[name].size and (a[name].min() < 0 or a[name].max() >= n):
-                raise ValueError(f"array {name!r} holds ids outside 0..{n - 1}")
         if a["graph_features"].shape != (n_ent, self.n_features):
             raise ValueError(f"array 'graph_features' has shape {a['graph_features'].shape}, "
                              f"expected {(n_ent, self.n_features)}")
 
-    def _check_numbers(self) -> None:
-        """Raise kb_numbers.BadNumber unless every value is finite and in range (priors,
-        graph features, flags); run after `_check_consistent`, which makes the CSR arrays
-        safe to index."""
-        a, file = self._arrays, storage.ARRAYS_FILE
-        kb_numbers.check_priors(a["alias_priors"], a["alias_indptr"], file=file)
-        kb_numbers.check_graph_features(a["graph_features"], self.feature_names, self.n_entities, file=file)
-        kb_numbers.check_flags(a["type_direct"], "type_direct", file=file)
+    def _csr(self) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
+        return (("alias_indptr", self.n_aliases, ("alias_entities", "alias_priors")),
+                ("type_indptr", self.n_entities, ("type_ids", "type_direct")),
+                ("relation_indptr", self.n_entities, ("relation_predicates", "relation_objects")))
+
+    def _check_group(self, group: str) -> None:
+        """Check the values of one group of arrays (O(size)): index arrays ascending, ids in
+        range, then numbers (`kb_numbers`). Raises ValueError or kb_numbers.BadNumber."""
+        a, file = self._raw, storage.data_file
+        for indptr_name, _, values in self._csr():
+            if _GROUP_OF[indptr_name] == group and np.any(a[indptr_name][1:] < a[indptr_name][:-1]):
+                raise _BadArray(indptr_name, f"array {indptr_name!r} does not index {'/'.join(values)}")
+        ids = (("alias_entities", self.n_entities), ("type_ids", self.n_types),
+               ("relation_predicates", self.n_predicates), ("relation_objects", self.n_entities))
+        for name, n in ids:
+            if _GROUP_OF[name] == group and a[name].size and (a[name].min() < 0 or a[name].max() >= n):
+                raise _BadArray(name, f"array {name!r} holds ids outside 0..{n - 1}")
+        if group == "aliases":
+            kb_numbers.check_priors(a["alias_priors"], a["alias_indptr"],
+                                    file=file("alias_priors", self._version))
+        elif group == "features":
+            kb_numbers.check_graph_features(a["graph_features"], self.feature_names, self.n_entities,
+                                            file=file("graph_features", self._version))
+        elif group == "types":
+            kb_numbers.check_flags(a["type_direct"], "type_direct", file=file("type_direct", self._version))
+
+    def _checked_array(self, name: str) -> np.ndarray:
+        """Array `name` after its group's checks (run once, on first access); a failure is
+        the coded error naming the folder, file and field."""
+        group = _GROUP_OF[name]
+        if group not in self._checked:
+            with self._check_lock:
+                if group not in self._checked:
+                    try:
+                        self._check_group(group)
+                    except kb_numbers.BadNumber as err:
+                        raise KBFormatError(Errors.E110.format(path=self._where, file=err.file,
+                                                               field=repr(err.field), reason=err.reason)) from err
+                    except _BadArray as err:
+                        where = storage.data_file(err.array, self._version)
+                        raise KBFormatError(Errors.E009.format(path=self._where, reason=f"{where}: {err}")) from err
+                    self._checked.add(group)
+        return self._raw[name]
 
     # --- sizes -------------------------------------------------------------------------
 
@@ -179,7 +264,7 @@ class KnowledgeBase:
 
     @property
     def n_relations(self) -> int:
-        return int(self._arrays["relation_objects"].shape[0])
+        return int(self._raw["relation_objects"].shape[0])
 
     @property
     def n_features(self) -> int:
@@ -190,6 +275,16 @@ class KnowledgeBase:
 
     def __contains__(self, iri: object) -> bool:
         return iri in self._entity_index
+
+    @cached_property
+    def _entity_index(self) -> dict[str, int]:
+        """Entity IRI -> id, built on the first lookup by IRI."""
+        return {iri: i for i, iri in enumerate(self.entities)}
+
+    @cached_property
+    def _alias_index(self) -> dict[str, int]:
+        """Normalised alias -> alias id, built on the first lookup by text."""
+        return {alias: i for i, alias in enumerate(self.aliases)}
 
     def __repr__(self) -> str:
         return (f"<KnowledgeBase entities={self.n_entities} aliases={self.n_aliases} "
@@ -318,6 +413,12 @@ class KnowledgeBase:
         return self._arrays["graph_features"]
 
     @cached_property
+    def _features(self) -> np.ndarray:
+        features = normalize_features(self._arrays["graph_features"], self.feature_names)
+        features.setflags(write=False)
+        return features
+
+    @cached_property
     def entity_arrays(self) -> EntityArrays:
         """Per-entity CSR views (types, predicates, neighbours, idf) for linking and
         featurizing, built on first use."""
@@ -382,21 +483,31 @@ class KnowledgeBase:
         tables = {name: list(getattr(self, name)) for name in TABLE_NAMES}
         return self.meta, tables, dict(self._arrays)
 
-    def to_disk(self, path: str | Path) -> None:
-        """Write the KB to directory `path` (created if needed; existing KB files replaced)."""
+    def to_disk(self, path: str | Path, *, format_version: int = storage.FORMAT_VERSION) -> None:
+        """Write the KB to directory `path` (created if needed; existing KB files replaced,
+        each by a rename, so a KB mapped from `path` stays whole).
+
+        format_version (int): 2 (default; memory-mapped on load) or 1 (the older layout,
+            loaded whole).
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        storage.write_parts(path, *self._parts())
+        tables = {name: getattr(self, name) for name in TABLE_NAMES}
+        self.meta = storage.write_parts(path, self.meta, tables, dict(self._arrays), version=format_version)
         if self.alias_index is not None:
             write_alias_index(path, self.alias_index)
 
     @classmethod
     def from_disk(cls, path: str | Path) -> KnowledgeBase:
-        """Load a KB directory. Raises KBFormatError (E009/E010) if it is not one."""
-        meta, tables, arrays = storage.read_parts(Path(path))
-        kb = cls._from_parts(meta, tables, arrays, Path(path))
+        """Load a KB directory. Raises KBFormatError (E009/E010) if it is not one.
+
+        A format-2 folder is memory-mapped: this reads meta.json and a few headers, and
+        each group of arrays is checked on first use (see the module docstring).
+        """
+        meta, tables, arrays, extras = storage.read_kb_folder(Path(path))
+        kb = cls._from_parts(meta, tables, arrays, Path(path), lazy_checks=meta["format_version"] >= 2)
         kb.path = Path(path)
-        kb.alias_index = read_alias_index(path)
+        kb._alias_index_reader = extras[storage.ALIAS_INDEX_FILE]
         return kb
 
     def to_bytes(self) -> bytes:
@@ -415,13 +526,16 @@ class KnowledgeBase:
 
     @classmethod
     def _from_parts(cls, meta: dict[str, Any], tables: storage.Tables, arrays: storage.Arrays,
-                    where: Path | str) -> KnowledgeBase:
+                    where: Path | str, *, lazy_checks: bool = False) -> KnowledgeBase:
         """Build a KB from parts read from a file: numbers that do not fit raise E110
         (file, field, value); anything else that does not fit, E009."""
+        version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
         try:
             # Before __init__, which casts: a float64 1e39 would become a float32 inf.
-            kb_numbers.check_dtypes(arrays, ARRAY_DTYPES, file=storage.ARRAYS_FILE)
-            kb = cls(tables=tables, arrays=arrays, meta=meta)
+            for name, dtype in ARRAY_DTYPES.items():
+                kb_numbers.check_dtypes({name: arrays[name]} if name in arrays else {}, {name: dtype},
+                                        file=storage.data_file(name, version))
+            kb = cls(tables=tables, arrays=arrays, meta=meta, lazy_checks=lazy_checks, where=where)
             kb_numbers.check_meta_counts(kb.meta, kb._sizes(), file=storage.META_FILE)
             return kb
         except kb_numbers.BadNumber as err:
@@ -435,9 +549,19 @@ class KnowledgeBase:
     def _sizes(self) -> dict[str, int]:
         """The sizes that meta.json's `counts` of the same names must equal."""
         return {"entities": self.n_entities, "aliases": self.n_aliases,
-                "alias_links": int(self._arrays["alias_entities"].size), "types": self.n_types,
-                "type_links": int(self._arrays["type_ids"].size), "predicates": self.n_predicates,
+                "alias_links": int(self._raw["alias_entities"].size), "types": self.n_types,
+                "type_links": int(self._raw["type_ids"].size), "predicates": self.n_predicates,
                 "relations": self.n_relations}
+
+    def check_all(self) -> None:
+        """Run every check now that a format-2 KB would run on first use (`kb info` and
+        tests; raises KBFormatError E009/E110)."""
+        for name in ARRAY_DTYPES:
+            self._checked_array(name)
+        for name in TABLE_NAMES:
+            table = getattr(self, name)
+            for _ in table:  # decodes every string: offsets and UTF-8
+                pass
 
     @staticmethod
     def _check(index: int, count: int, kind: str) -> int:
@@ -445,3 +569,46 @@ class KnowledgeBase:
         if not 0 <= index < count:
             raise IndexError(Errors.E016.format(index=index, count=count, kind=kind))
         return index
+
+
+def _restore(data: bytes, path: str | None, by_reference: bool) -> KnowledgeBase:
+    """A KB sent to another process (`KnowledgeBase.__reduce__`)."""
+    kb = KnowledgeBase.from_bytes(data)
+    kb.path, kb.by_reference = (None if path is None else Path(path)), by_reference
+    return kb
+
+
+class _BadArray(ValueError):
+    """The values of array `array` do not fit the KB (a value check failed)."""
+
+    def __init__(self, array: str, message: str) -> None:
+        super().__init__(message)
+        self.array = array
+
+
+# The groups of arrays checked together, and the group of each array.
+_GROUPS = ("aliases", "types", "relations", "features")
+_GROUP_OF = {
+    "alias_indptr": "aliases", "alias_entities": "aliases", "alias_priors": "aliases",
+    "type_indptr": "types", "type_ids": "types", "type_direct": "types",
+    "relation_indptr": "relations", "relation_predicates": "relations", "relation_objects": "relations",
+    "graph_features": "features",
+}
+
+
+class _CheckedArrays(Mapping[str, np.ndarray]):
+    """A KB's arrays, each handed out after its group's checks (`_checked_array`)."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self._kb = kb
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._kb._raw:
+            raise KeyError(name)
+        return self._kb._checked_array(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._kb._raw)
+
+    def __len__(self) -> int:
+        return len(self._kb._raw)

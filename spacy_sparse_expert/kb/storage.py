@@ -1,25 +1,46 @@
 """On-disk layout of a compiled KB, consistent reads, and the atomic, locked replace of
 an output directory (a KB, or a distilled pipeline).
 
-A KB directory holds three files:
+A KB directory of format 2 (what `kb import` and `KnowledgeBase.to_disk` write) holds:
 
-- ``meta.json``       format marker and version, sources (with sha256), options, counts
-- ``tables.msgpack``  string tables (IRIs, labels, aliases, type and predicate IRIs)
-- ``arrays.npz``      numeric arrays (CSR index arrays, priors, graph features); read
-                      with ``allow_pickle=False``, so a tampered file cannot run code
+- ``meta.json``            format marker and version, sources (with sha256), options,
+                           counts, the rows of each string table, and ``content_sha256``
+- ``strings.bin``          every string table (IRIs, labels, aliases, type and predicate
+                           IRIs) as UTF-8, concatenated
+- ``strings.offsets.npy``  int64 offsets of each string in strings.bin
+- ``<array>.npy``          one uncompressed numpy file per numeric array (CSR index
+                           arrays, priors, graph features)
 
-It may also hold derived files, caches that text-side code rebuilds when missing or
-stale: ``alias_index.npz`` (kb/alias_index.py), written by ``write_extra_arrays``.
+All but meta.json are memory-mapped when read: loading a KB reads meta.json and the
+.npy headers, whatever the KB's size, and the pages of a table are read when a lookup
+touches them (kb/strings.py decodes one string per access). ``content_sha256`` is the
+sha256 of the data files as written (name and bytes, in `KB_FILES_V2` order): a pipeline
+that refers to a KB by path checks it (pipeline/serialize.py).
 
-Nothing here is pickled. ``to_bytes`` packs the same three parts into one msgpack blob.
+Format 1 (still read; `to_disk(format_version=1)` writes it): ``meta.json``,
+``tables.msgpack`` (string tables) and ``arrays.npz`` (numeric arrays), loaded whole.
+
+Either may also hold derived files: ``alias_index.npz`` (kb/alias_index.py), the aliases
+tokenized for one tokenizer; `kb import` writes the one for spaCy's blank English
+tokenizer, and text-side code writes another with `write_extra_arrays` when missing or
+stale.
+
+Nothing here is pickled: numpy files are read with ``allow_pickle=False`` semantics (an
+object dtype is refused), tables with msgpack or as UTF-8. ``to_bytes`` packs the parts
+into one msgpack blob.
 
 Replacing a directory is atomic for readers and safe under SIGKILL at any point: the new
 one is written to a temporary directory beside the output and swapped in with one
 ``renameat2(RENAME_EXCHANGE)`` (Linux; elsewhere two renames, a window that `recover`
 closes on the next import and that readers wait out). Whatever a killed import left
 behind is removed by the next import into the same directory, under the same lock.
-`read_parts` opens the directory once and reads the three files relative to that handle,
-starting again when the directory was swapped under it, so a reader sees exactly one KB.
+`read_parts` opens the directory once and opens every file relative to that handle
+before reading any, starting again when the directory was swapped under it, so a reader
+sees exactly one KB. Memory maps are made from those same file handles: the pages of a
+KB that an import has since replaced stay readable (the files are unlinked, not
+changed), so a loaded KB never mixes two imports. Files of a KB folder are never
+rewritten in place (`to_disk` writes each beside and renames it over), which is what
+keeps a mapped KB valid.
 
 Only what an import wrote may be replaced: an empty directory or a KB whose meta.json
 carries ``"format": KB_FORMAT`` and that holds nothing but KB files. Never a symlink,
@@ -30,7 +51,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
+import io
 import json
+import mmap
 import os
 import re
 import shutil
@@ -39,9 +63,10 @@ import struct
 import sys
 import tempfile
 import time
+import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,40 +76,128 @@ from filelock import FileLock, Timeout
 
 from ..errors import Errors, KBFormatError, KBImportError, SparseExpertError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what `to_disk` and `kb import` write
+READ_VERSIONS = (1, 2)
 META_FILE = "meta.json"
+# format 1
 TABLES_FILE = "tables.msgpack"
 ARRAYS_FILE = "arrays.npz"
-KB_FILES = (META_FILE, TABLES_FILE, ARRAYS_FILE)
+KB_FILES_V1 = (META_FILE, TABLES_FILE, ARRAYS_FILE)
+# format 2: the numeric arrays of a KB (knowledge_base.ARRAY_DTYPES), one .npy file each
+STRINGS_FILE = "strings.bin"
+OFFSETS_FILE = "strings.offsets.npy"
+ARRAY_NAMES = ("alias_indptr", "alias_entities", "alias_priors", "type_indptr", "type_ids", "type_direct",
+               "relation_indptr", "relation_predicates", "relation_objects", "graph_features")
+TABLE_NAMES = ("entities", "labels", "types", "type_labels", "predicates", "aliases", "alias_surfaces",
+               "feature_names")
+KB_FILES_V2 = (META_FILE, STRINGS_FILE, OFFSETS_FILE, *(f"{name}.npy" for name in ARRAY_NAMES))
+KB_FILES = KB_FILES_V2  # the files of the format written now
+FILES_BY_VERSION = {1: KB_FILES_V1, 2: KB_FILES_V2}
 # Derived files a KB folder may also hold (caches rebuilt when missing or stale, written
 # with `write_extra_arrays`), and the prefix of their temporary files.
 ALIAS_INDEX_FILE = "alias_index.npz"
 KB_EXTRA_FILES = (ALIAS_INDEX_FILE,)
-_EXTRA_TMP = re.compile(r"\.(" + "|".join(re.escape(n) for n in KB_EXTRA_FILES) + r")\.tmp-[A-Za-z0-9_]{8}")
+_ALL_FILES = tuple(dict.fromkeys((*KB_FILES_V1, *KB_FILES_V2, *KB_EXTRA_FILES)))
+_EXTRA_TMP = re.compile(r"\.(" + "|".join(re.escape(n) for n in _ALL_FILES) + r")\.tmp-[A-Za-z0-9_]{8}")
 # The marker `import_rdf` writes into meta.json: what makes a directory replaceable.
 KB_FORMAT = "spacy-sparse-expert.kb"
 READ_ATTEMPTS = 50
 
-Tables = dict[str, list[str]]
+Tables = dict[str, Any]  # name -> list of str (format 1, bytes) or StringTable (format 2)
 Arrays = dict[str, np.ndarray]
 
 
-# --- serialisation of the three parts ---------------------------------------------------
+def array_file(name: str) -> str:
+    """The file of array `name` in a format-2 KB folder."""
+    return f"{name}.npy"
 
 
-def write_parts(path: Path, meta: Mapping[str, Any], tables: Tables, arrays: Arrays) -> None:
-    """Write the three KB files into an existing directory `path`."""
-    (path / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf8")
-    (path / TABLES_FILE).write_bytes(msgpack.packb(tables, use_bin_type=True))
-    with (path / ARRAYS_FILE).open("wb") as fh:
-        np.savez(fh, **arrays)
+def data_file(name: str, version: int) -> str:
+    """The file that holds array `name` in a KB folder of format `version` (for messages)."""
+    return ARRAYS_FILE if version == 1 else array_file(name)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def write_parts(path: Path, meta: Mapping[str, Any], tables: Mapping[str, Sequence[str]], arrays: Arrays, *,
+                version: int = FORMAT_VERSION) -> dict[str, Any]:
+    """Write a KB into the existing directory `path` in format `version` (1 or 2).
+
+    Every file is written beside its name and renamed over it, so a KB mapped from this
+    folder keeps its pages, and meta.json comes last (it says which files are the KB).
+    The files of the other format, if any, are removed afterwards.
+    RETURNS (dict): the meta.json written (with format version, table rows and
+    ``content_sha256`` for format 2).
+    """
+    if version not in FILES_BY_VERSION:
+        raise ValueError(f"unknown KB format version {version!r}; known: {sorted(FILES_BY_VERSION)}")
+    meta = {key: value for key, value in meta.items() if key not in ("tables", "content_sha256")}
+    meta["format_version"] = version
+    if version == 1:
+        _write_atomically(path / TABLES_FILE, lambda fh: fh.write(msgpack.packb(
+            {name: list(value) for name, value in tables.items()}, use_bin_type=True)))
+        _write_atomically(path / ARRAYS_FILE, lambda fh: np.savez(fh, **arrays))
+    else:
+        from .strings import encode_tables
+
+        blob, offsets, rows = encode_tables(dict(tables), TABLE_NAMES)
+        content = hashlib.sha256()
+        _write_atomically(path / STRINGS_FILE, lambda fh: fh.write(blob), content, STRINGS_FILE)
+        _write_atomically(path / OFFSETS_FILE, lambda fh: np.lib.format.write_array(fh, offsets), content,
+                          OFFSETS_FILE)
+        for name in ARRAY_NAMES:
+            array = np.ascontiguousarray(arrays[name])
+            _write_atomically(path / array_file(name), lambda fh: np.lib.format.write_array(fh, array), content,
+                              array_file(name))
+        meta["tables"] = rows
+        meta["content_sha256"] = content.hexdigest()
+    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    _write_atomically(path / META_FILE, lambda fh: fh.write(text.encode("utf8")))
+    for name in FILES_BY_VERSION[3 - version]:
+        if name != META_FILE:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path / name)
+    return meta
+
+
+class _Hashing:
+    """A binary file that also feeds what is written to a sha256 (numpy writes to it in
+    chunks, since it is not a real file)."""
+
+    def __init__(self, fh: Any, digest: Any) -> None:
+        self.fh, self.digest = fh, digest
+
+    def write(self, data: Any) -> int:
+        self.digest.update(data)
+        return self.fh.write(data)
+
+
+def _write_atomically(target: Path, write: Callable[[Any], Any], content: Any = None, name: str = "") -> None:
+    """Write `target` through a temporary file beside it and one rename. `content` (a
+    sha256), when given, is fed the name and a digest of the bytes written."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if content is None:
+                write(fh)
+            else:
+                digest = hashlib.sha256()
+                write(_Hashing(fh, digest))
+                content.update(name.encode("utf8") + b"\0" + digest.digest())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a KB file is a normal file
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 # What reading damaged files raises: json, msgpack, numpy and zipfile (which reports an
 # unknown compression method as NotImplementedError and an "encrypted" flag as RuntimeError).
 _DAMAGED = (ValueError, TypeError, KeyError, OSError, EOFError, MemoryError, OverflowError, RuntimeError,
             NotImplementedError, struct.error, zlib.error, zipfile.BadZipFile, zipfile.LargeZipFile,
-            msgpack.UnpackException)
+            msgpack.UnpackException, SyntaxError, tokenize.TokenError)
 
 
 class _Replaced(Exception):
@@ -96,8 +209,17 @@ _O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO planted as a KB file must n
 
 
 def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
-    """Read and check the three KB files of directory `path`, all from the same KB even
-    while imports replace it. Raises KBFormatError."""
+    """Read and check the KB files of directory `path`, all from the same KB even while
+    imports replace it. Format 2 tables are StringTables and its arrays memory maps.
+    Raises KBFormatError."""
+    meta, tables, arrays, _ = read_kb_folder(path)
+    return meta, tables, arrays
+
+
+def read_kb_folder(path: Path) -> tuple[dict[str, Any], Tables, Arrays, dict[str, Callable[[], Arrays | None]]]:
+    """`read_parts` plus the derived files of the same folder: name -> a function that
+    reads its arrays (None when missing or damaged: a cache that is then rebuilt). The
+    file is mapped now, from the same folder, and parsed when the function is called."""
     path = Path(path)
     for attempt in range(READ_ATTEMPTS):
         try:
@@ -108,7 +230,7 @@ def read_parts(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
     raise KBFormatError(Errors.E083.format(path=path, attempts=READ_ATTEMPTS))
 
 
-def _read_parts_once(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
+def _read_parts_once(path: Path) -> tuple[dict[str, Any], Tables, Arrays, dict[str, Callable[[], Arrays | None]]]:
     try:
         dir_fd = os.open(path, os.O_RDONLY | _O_DIRECTORY)
     except FileNotFoundError:
@@ -119,32 +241,132 @@ def _read_parts_once(path: Path) -> tuple[dict[str, Any], Tables, Arrays]:
         raise KBFormatError(Errors.E009.format(path=path, reason="no such directory")) from None
     fds: dict[str, int] = {}
     try:
-        for name in KB_FILES:
+        # Every file is opened before any is read: all of them then belong to the KB that
+        # `dir_fd` names, even if an import swaps another one in meanwhile.
+        for name in _ALL_FILES:
             with contextlib.suppress(FileNotFoundError):
                 fds[name] = os.open(name, os.O_RDONLY | _O_NONBLOCK, dir_fd=dir_fd)
-        missing = [name for name in KB_FILES if name not in fds or not stat.S_ISREG(os.fstat(fds[name]).st_mode)]
-        if missing:
-            if _moved(dir_fd, path):
-                raise _Replaced
-            raise KBFormatError(Errors.E009.format(path=path, reason=f"missing {', '.join(missing)}"))
+        regular = {name for name, fd in fds.items() if stat.S_ISREG(os.fstat(fd).st_mode)}
+        if META_FILE not in regular:
+            _missing(dir_fd, path, [META_FILE] + [n for n in KB_FILES_V1[1:] if n not in regular])
         try:
             meta = json.loads(_read_fd(fds[META_FILE]))
             check_version(meta, path)
-            tables = msgpack.unpackb(_read_fd(fds[TABLES_FILE]), raw=False)
-            with os.fdopen(fds[ARRAYS_FILE], "rb", closefd=False) as fh, np.load(fh, allow_pickle=False) as npz:
-                _check_not_a_bomb(npz.zip)
-                arrays = {name: npz[name] for name in npz.files}
+            version = meta["format_version"]
+            missing = [name for name in FILES_BY_VERSION[version] if name not in regular]
+            if missing:
+                _missing(dir_fd, path, missing)
+            if version == 1:
+                tables = msgpack.unpackb(_read_fd(fds[TABLES_FILE]), raw=False)
+                with os.fdopen(fds[ARRAYS_FILE], "rb", closefd=False) as fh, np.load(fh, allow_pickle=False) as npz:
+                    _check_not_a_bomb(npz.zip)
+                    arrays = {name: npz[name] for name in npz.files}
+            else:
+                tables, arrays = _read_v2(fds, meta, str(path))
         except KBFormatError:
             raise
         except _DAMAGED as err:
             if _moved(dir_fd, path):
                 raise _Replaced from err
             raise KBFormatError(Errors.E009.format(path=path, reason=f"unreadable file ({err})")) from err
+        extras = {name: _extra_reader(fds[name] if name in regular else None) for name in KB_EXTRA_FILES}
     finally:
         for fd in fds.values():
             os.close(fd)
         os.close(dir_fd)
-    return meta, tables, arrays
+    return meta, tables, arrays, extras
+
+
+def _missing(dir_fd: int, path: Path, names: list[str]) -> None:
+    if _moved(dir_fd, path):
+        raise _Replaced
+    raise KBFormatError(Errors.E009.format(path=path, reason=f"missing {', '.join(names)}"))
+
+
+def _read_v2(fds: dict[str, int], meta: dict[str, Any], where: str) -> tuple[Tables, Arrays]:
+    """The string tables and arrays of a format-2 folder, mapped from the open files."""
+    from .strings import StringTable
+
+    offsets = map_npy(fds[OFFSETS_FILE], OFFSETS_FILE)
+    if offsets.dtype != np.dtype(np.int64) or offsets.ndim != 1 or offsets.shape[0] < 1:
+        raise ValueError(f"{OFFSETS_FILE} is not a 1-d int64 array")
+    blob = _map(fds[STRINGS_FILE])
+    if int(offsets[0]) != 0 or int(offsets[-1]) != len(blob):
+        raise ValueError(f"{OFFSETS_FILE} does not span {STRINGS_FILE} ({len(blob):,} bytes)")
+    rows = meta.get("tables")
+    if not isinstance(rows, dict):
+        raise ValueError("meta.json has no 'tables' rows (a format 2 KB lists them)")
+    tables: Tables = {}
+    for name in TABLE_NAMES:
+        span = rows.get(name)
+        if not (isinstance(span, list) and len(span) == 2 and all(type(x) is int for x in span)):
+            raise ValueError(f"meta.json 'tables' has no rows [first, stop] for {name!r}")
+        tables[name] = StringTable(blob, offsets, span[0], span[1], name=name, where=where)
+    arrays = {name: map_npy(fds[array_file(name)], array_file(name)) for name in ARRAY_NAMES}
+    return tables, arrays
+
+
+def _map(fd: int) -> Any:
+    """A read-only memory map of the whole file `fd` (b"" for an empty file, which
+    cannot be mapped)."""
+    if os.fstat(fd).st_size == 0:
+        return b""
+    return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+
+
+def map_npy(fd: int, name: str) -> np.ndarray:
+    """The array in .npy file `fd`, memory-mapped read-only (numpy's loader maps only a
+    file it opens by path; this maps the file already open, so it is the file that was opened).
+    Object dtypes are refused (nothing is unpickled); the file size must be exactly what
+    the header says. Raises ValueError."""
+    with os.fdopen(fd, "rb", closefd=False) as fh:
+        fh.seek(0)
+        try:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            else:
+                raise ValueError(f".npy version {version} is not read")
+        except (ValueError, TypeError, KeyError, SyntaxError, tokenize.TokenError, RecursionError) as err:
+            # numpy parses the header dict with `ast.literal_eval`: damage surfaces as any of these
+            raise ValueError(f"{name}: not a .npy header ({err})") from None
+        offset = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{name}: object arrays are not allowed (dtype {dtype})")
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    size = os.fstat(fd).st_size
+    if offset + count * dtype.itemsize != size:
+        raise ValueError(f"{name}: {size:,} bytes, but its header says {shape} {dtype} "
+                         f"({offset + count * dtype.itemsize:,} bytes)")
+    if count == 0:
+        return np.zeros(shape, dtype=dtype)
+    array = np.frombuffer(_map(fd), dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran else "C")
+
+
+def _extra_reader(fd: int | None) -> Callable[[], Arrays | None]:
+    """A function that reads the .npz file `fd` maps now (None if unreadable)."""
+    try:
+        mapped = None if fd is None else _map(fd)
+    except _DAMAGED:
+        mapped = None
+
+    def read() -> Arrays | None:
+        if not mapped:
+            return None
+        buffer = io.BytesIO(mapped)  # numpy's zip reader needs a seekable file object
+        try:
+            with np.load(buffer, allow_pickle=False) as npz:
+                _check_not_a_bomb(npz.zip)
+                return {key: npz[key] for key in npz.files}
+        except _DAMAGED:
+            return None
+
+    return read
 
 
 def _read_fd(fd: int) -> bytes:
@@ -181,9 +403,9 @@ def _check_not_a_bomb(archive: zipfile.ZipFile) -> None:
 
 
 def is_kb_entry(name: str) -> bool:
-    """Whether a folder entry named `name` belongs in a KB folder: its three files, a
-    derived file, or a derived file's temporary (left by a write killed midway)."""
-    return name in KB_FILES or name in KB_EXTRA_FILES or _EXTRA_TMP.fullmatch(name) is not None
+    """Whether a folder entry named `name` belongs in a KB folder: a file of format 1 or
+    2, a derived file, or the temporary of one (left by a write killed midway)."""
+    return name in _ALL_FILES or _EXTRA_TMP.fullmatch(name) is not None
 
 
 def read_extra_arrays(path: Path, name: str) -> Arrays | None:
@@ -208,22 +430,14 @@ def read_extra_arrays(path: Path, name: str) -> Arrays | None:
 def write_extra_arrays(path: Path, name: str, arrays: Arrays) -> None:
     """Write derived file `name` into KB folder `path` atomically: a temporary file beside
     it, then one rename, so a reader sees the old file or the new one, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.tmp-", dir=path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a KB file is a normal file
-        os.replace(tmp, path / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    _write_atomically(path / name, lambda fh: np.savez(fh, **arrays))
 
 
 def check_version(meta: Mapping[str, Any], path: Path | str) -> None:
     found = meta.get("format_version") if isinstance(meta, Mapping) else None
-    if found != FORMAT_VERSION:
-        raise KBFormatError(Errors.E010.format(path=path, found=found, expected=FORMAT_VERSION))
+    if type(found) is not int or found not in READ_VERSIONS:
+        expected = " or ".join(map(str, READ_VERSIONS))
+        raise KBFormatError(Errors.E010.format(path=path, found=found, expected=expected))
 
 
 def _array_to_msg(array: np.ndarray) -> dict[str, Any]:
@@ -241,7 +455,7 @@ def _array_from_msg(msg: Mapping[str, Any]) -> np.ndarray:
 def parts_to_bytes(meta: Mapping[str, Any], tables: Tables, arrays: Arrays) -> bytes:
     msg = {
         "meta": json.dumps(meta, ensure_ascii=False),
-        "tables": tables,
+        "tables": {name: list(value) for name, value in tables.items()},
         "arrays": {name: _array_to_msg(value) for name, value in arrays.items()},
     }
     return msgpack.packb(msg, use_bin_type=True)

@@ -72,7 +72,8 @@ def test_round_trip_through_debug_config_and_train(multilabel: bool, data: Path,
     # the KB and the rules are wired as in configs/bbc_news.cfg
     assert {"kb", "rules"} <= set(config["paths"])
     loaders = config["initialize"]["components"]["textcat"]
-    assert loaders["kb_loader"] == {"@misc": "spacy-sparse-expert.KBLoader.v1", "path": "${paths.kb}"}
+    assert loaders["kb_loader"] == {"@misc": "spacy-sparse-expert.KBLoader.v1", "path": "${paths.kb}",
+                                    "by_reference": False}
     assert loaders["rules_loader"] == {"@misc": "spacy-sparse-expert.RulesLoader.v1", "path": "${paths.rules}"}
     assert config["system"]["gpu_allocator"] is None
 

@@ -88,7 +88,7 @@ def test_info(kb_dir: Path) -> None:
     assert "entities" in result.output and "kb_small.ttl" in result.output and "pagerank" in result.output
     result = runner.invoke(app, ["kb", "info", str(kb_dir), "--json"])
     meta = json.loads(result.output)
-    assert meta["counts"]["entities"] == 10 and meta["format_version"] == 1
+    assert meta["counts"]["entities"] == 10 and meta["format_version"] == 2
 
 
 def test_info_on_a_non_kb(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_index_is_built_once_saved_and_read_by_later_loads(shipped_kb_dir: Path,
 
 
 def test_stale_or_damaged_index_is_rebuilt(shipped_kb_dir: Path, fixtures_dir: Path, tmp_path: Path, nlp) -> None:
-    small = import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "small")
+    small = import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "small", alias_index_lang=None)
     with pytest.warns(UserWarning, match="SSE-W200"):
         AliasLinker(nlp.vocab, KnowledgeBase.from_disk(tmp_path / "small"))
     folder = _copy_without_index(shipped_kb_dir, tmp_path / "kb")
@@ -161,17 +161,17 @@ def test_stale_or_damaged_index_is_rebuilt(shipped_kb_dir: Path, fixtures_dir: P
 
 def test_a_kb_with_an_index_may_be_replaced_by_an_import(fixtures_dir: Path, tmp_path: Path, nlp) -> None:
     out = tmp_path / "kb"
-    import_rdf([fixtures_dir / "accents_kb.ttl"], out)
+    import_rdf([fixtures_dir / "accents_kb.ttl"], out, alias_index_lang=None)
     with pytest.warns(UserWarning, match="SSE-W200"):
         AliasLinker(nlp.vocab, KnowledgeBase.from_disk(out))
     (out / ".alias_index.npz.tmp-abcd1234").write_bytes(b"left by a killed write")
     kb = import_rdf([fixtures_dir / "features_kb.ttl"], out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(storage.KB_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*storage.KB_FILES, storage.ALIAS_INDEX_FILE])
     assert KnowledgeBase.from_disk(out).n_aliases == kb.n_aliases
 
 
 def test_in_memory_kb_and_custom_tokenizer(fixtures_dir: Path, tmp_path: Path, nlp) -> None:
-    kb = import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "kb")  # returned KB: no path
+    kb = import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "kb", alias_index_lang=None)  # no path
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # nothing to say: there is no folder to save it in
         linker = AliasLinker(nlp.vocab, kb)
@@ -242,7 +242,8 @@ def test_kb_bytes_carry_the_index(fixtures_dir: Path, tmp_path: Path, nlp) -> No
     doc = nlp("She flew from Zürich to Sao Paulo and on to Malmo.")
     assert AliasLinker(nlp.vocab, copy)(doc).entities.tolist() == linker(doc).entities.tolist()
     # a KB serialised without an index (or by an older version) loads without one
-    plain = KnowledgeBase.from_bytes(import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "kb2").to_bytes())
+    plain = KnowledgeBase.from_bytes(import_rdf([fixtures_dir / "accents_kb.ttl"], tmp_path / "kb2",
+                                                alias_index_lang=None).to_bytes())
     assert plain.alias_index is None
 
 

@@ -196,7 +196,7 @@ def test_meta_records_sources_options_counts_timing(fixtures_dir: Path, tmp_path
     kb = import_rdf([src], tmp_path / "kb", languages=["en"])
     meta = json.loads((tmp_path / "kb" / "meta.json").read_text())
     assert meta == json.loads(json.dumps(kb.meta))
-    assert meta["format_version"] == 1
+    assert meta["format_version"] == 2  # memory-mapped tables (kb/storage.py)
     (source,) = meta["sources"]
     assert source["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert source["format"] == "turtle" and source["compression"] == ".gz"

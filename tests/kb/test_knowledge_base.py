@@ -107,7 +107,7 @@ def test_graph_is_rebuilt_from_arrays(kb: KnowledgeBase) -> None:
 
 
 def test_disk_round_trip(kb: KnowledgeBase, tmp_path: Path) -> None:
-    kb.to_disk(tmp_path / "kb")
+    kb.to_disk(tmp_path / "kb", format_version=1)
     assert sorted(p.name for p in (tmp_path / "kb").iterdir()) == ["arrays.npz", "meta.json", "tables.msgpack"]
     loaded = KnowledgeBase.from_disk(tmp_path / "kb")
     assert_same_kb(kb, loaded)
@@ -131,13 +131,13 @@ def test_damaged_directories(kb: KnowledgeBase, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(KBFormatError, match=r"SSE-E009.*missing meta\.json.*kb import"):
         KnowledgeBase.from_disk(tmp_path / "empty")
-    kb.to_disk(tmp_path / "old")
+    kb.to_disk(tmp_path / "old", format_version=1)
     meta = json.loads((tmp_path / "old" / "meta.json").read_text())
     meta["format_version"] = 0
     (tmp_path / "old" / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(KBFormatError, match=r"SSE-E010.*version 0.*reads version 1"):
+    with pytest.raises(KBFormatError, match=r"SSE-E010.*version 0.*reads version 1 or 2"):
         KnowledgeBase.from_disk(tmp_path / "old")
-    kb.to_disk(tmp_path / "bad")
+    kb.to_disk(tmp_path / "bad", format_version=1)
     (tmp_path / "bad" / "arrays.npz").write_bytes(b"garbage")
     with pytest.raises(KBFormatError, match=r"SSE-E009.*unreadable"):
         KnowledgeBase.from_disk(tmp_path / "bad")
@@ -146,7 +146,7 @@ def test_damaged_directories(kb: KnowledgeBase, tmp_path: Path) -> None:
 
 
 def test_pickled_arrays_are_refused(kb: KnowledgeBase, tmp_path: Path) -> None:
-    kb.to_disk(tmp_path / "kb")
+    kb.to_disk(tmp_path / "kb", format_version=1)
     arrays = dict(np.load(tmp_path / "kb" / "arrays.npz", allow_pickle=False))
     arrays["alias_priors"] = np.array([{"evil": 1}], dtype=object)
     np.savez(tmp_path / "kb" / "arrays.npz", **arrays)

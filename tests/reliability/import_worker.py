@@ -6,8 +6,8 @@ The child runs `import_rdf`; at STAGE it prints `paused STAGE PID` and blocks un
 SIGUSR1 (resume) or until the test kills it. Stages:
 
 - "parse":    inside the parser's loop (the first progress report, after 32,768 triples)
-- "write":    in the temporary directory, meta.json and tables.msgpack written and half of
-              arrays.npz
+- "write":    in the temporary directory, the KB's files written and the start of
+              alias_index.npz (the last file np.savez writes)
 - "swap":     right after the new KB was exchanged with the old one, before cleanup
 - "fallback": without RENAME_EXCHANGE, between renaming the old KB aside and renaming
               the new one in

@@ -42,7 +42,8 @@ def fingerprint(meta: dict[str, Any], tables: storage.Tables, arrays: storage.Ar
     digest = hashlib.sha256()
     for name in sorted(arrays):
         digest.update(name.encode() + arrays[name].dtype.str.encode() + np.ascontiguousarray(arrays[name]).tobytes())
-    return (meta["sources"][0]["sha256"], hashlib.sha256(msgpack.packb(tables)).hexdigest(), digest.hexdigest())
+    lists = {name: list(table) for name, table in tables.items()}  # format 2 tables are read per access
+    return (meta["sources"][0]["sha256"], hashlib.sha256(msgpack.packb(lists)).hexdigest(), digest.hexdigest())
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +203,7 @@ def test_replaced_on_every_attempt_gives_e083(kb_pair: Callable[[str], Path], tm
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "kb"
     monkeypatch.setattr(storage, "READ_ATTEMPTS", 4)
-    hook = SwappingOs(storage.TABLES_FILE, lambda: swap_in(kb_pair("B"), out), times=100)
+    hook = SwappingOs(storage.STRINGS_FILE, lambda: swap_in(kb_pair("B"), out), times=100)
     monkeypatch.setattr(storage, "os", hook)
     with pytest.raises(KBFormatError, match=r"SSE-E083.*replaced 4 times"):
         storage.read_parts(out)
@@ -212,10 +213,10 @@ def test_replaced_on_every_attempt_gives_e083(kb_pair: Callable[[str], Path], tm
 def test_a_missing_file_is_an_error_at_once(kb_pair: Callable[[str], Path], tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "kb"
-    (out / storage.TABLES_FILE).unlink()
+    (out / storage.STRINGS_FILE).unlink()
     hook = SwappingOs("", lambda: None, times=0)
     monkeypatch.setattr(storage, "os", hook)
-    with pytest.raises(KBFormatError, match=r"SSE-E009.*missing tables\.msgpack"):
+    with pytest.raises(KBFormatError, match=r"SSE-E009.*missing strings\.bin"):
         storage.read_parts(out)
     assert hook.opens == 1  # not replaced, so not retried
 

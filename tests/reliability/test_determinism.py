@@ -10,6 +10,7 @@ import spacy
 from thinc.api import fix_random_seed
 
 from spacy_sparse_expert.kb.compile import compile_kb
+from spacy_sparse_expert.kb import storage
 from spacy_sparse_expert.kb.loaders import load_kb_v1
 from spacy_sparse_expert.rules.loaders import load_rules_v1
 from spacy_sparse_expert.ml.architectures import torch_module
@@ -67,5 +68,6 @@ def test_round_trips_give_identical_cats(kb_dir: Path, tmp_path: Path) -> None:
     assert [copy(t).cats for t in TEXTS] == before
     resaved = tmp_path / "again"
     loaded.to_disk(resaved)  # saving what was loaded writes the same files
-    for name in ("model", "cfg", "rules", "kb/arrays.npz", "kb/tables.msgpack", "kb/meta.json"):
+    kb_files = [f"kb/{name}" for name in storage.KB_FILES]
+    for name in ("model", "cfg", "rules", *kb_files):
         assert (resaved / "textcat" / name).read_bytes() == (tmp_path / "nlp" / "textcat" / name).read_bytes()

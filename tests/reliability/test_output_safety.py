@@ -138,9 +138,15 @@ def _(r: Path, s: Path, t: Path) -> Path:
     return _kb(t, r / "out")
 
 
-@kb_shape("KB missing arrays.npz", "ok")
+@kb_shape("KB missing strings.bin", "ok")
 def _(r: Path, s: Path, t: Path) -> Path:
-    (_kb(t, r / "out") / "arrays.npz").unlink()
+    (_kb(t, r / "out") / "strings.bin").unlink()
+    return r / "out"
+
+
+@kb_shape("KB of format 1 (an older import)", "ok")
+def _(r: Path, s: Path, t: Path) -> Path:
+    KnowledgeBase.from_disk(_kb(t, r / "out")).to_disk(r / "out", format_version=1)
     return r / "out"
 
 
@@ -200,10 +206,10 @@ def _(r: Path, s: Path, t: Path) -> Path:
     return r / "out"
 
 
-@kb_shape("KB whose tables.msgpack links elsewhere", "E081")
+@kb_shape("KB whose strings.bin links elsewhere", "E081")
 def _(r: Path, s: Path, t: Path) -> Path:
-    (_kb(t, r / "out") / "tables.msgpack").unlink()
-    (r / "out" / "tables.msgpack").symlink_to(s)
+    (_kb(t, r / "out") / "strings.bin").unlink()
+    (r / "out" / "strings.bin").symlink_to(s)
     return r / "out"
 
 
@@ -320,7 +326,7 @@ def test_kb_import_output_shapes(shape: str, tmp_path: Path, template_kb: Path) 
         import_rdf(sources, output)
         kb = KnowledgeBase.from_disk(output)
         assert kb.n_entities == 12 and kb.meta["format"] == storage.KB_FORMAT
-        assert sorted(p.name for p in output.iterdir()) == sorted(storage.KB_FILES)
+        assert sorted(p.name for p in output.iterdir()) == sorted([*storage.KB_FILES, storage.ALIAS_INDEX_FILE])
         out = output.relative_to(root).as_posix()
         kept = {k: v for k, v in before.items() if k != out and not k.startswith(out + "/")}
         after = snapshot(root)

@@ -79,7 +79,8 @@ def test_the_package_never_unpickles() -> None:
 @pytest.fixture(scope="module")
 def kb_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("kb") / "kb"
-    compile_kb([FIXTURES / "kb_small.ttl"]).to_disk(path)
+    # format 1, checked whole at load; format 2 damage: tests/kb/test_mmap.py
+    compile_kb([FIXTURES / "kb_small.ttl"]).to_disk(path, format_version=1)
     return path
 
 
@@ -125,7 +126,7 @@ KB_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
     "truncated tables.msgpack": (_truncate("tables.msgpack", 0.5), "E009"),
     "truncated arrays.npz": (_truncate("arrays.npz", 0.5), "E009"),
     "empty arrays.npz": (_truncate("arrays.npz", 0), "E009"),
-    "format version 2": (lambda p: (p / "meta.json").write_text(json.dumps({"format_version": 2})), "E010"),
+    "format version 3": (lambda p: (p / "meta.json").write_text(json.dumps({"format_version": 3})), "E010"),
     "meta without version": (lambda p: (p / "meta.json").write_text("{}"), "E010"),
     "meta is a list": (lambda p: (p / "meta.json").write_text("[1, 2]"), "E010"),
     "pickle as arrays.npz": (lambda p: (p / "arrays.npz").write_bytes(pickle.dumps(Payload(p.parent / "PWNED"))),
@@ -250,7 +251,7 @@ PIPELINE_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
     "model is a directory": (lambda f: ((f / "model").unlink(), (f / "model").mkdir()), "E063"),
     "missing kb": (lambda f: shutil.rmtree(f / "kb"), "E063"),
     "missing rules": (lambda f: (f / "rules").unlink(), "E063"),
-    "missing kb/arrays.npz": (lambda f: (f / "kb" / "arrays.npz").unlink(), "E009"),
+    "missing kb/strings.bin": (lambda f: (f / "kb" / "strings.bin").unlink(), "E009"),
     "kb format version 99": (lambda f: (f / "kb" / "meta.json").write_text('{"format_version": 99}'), "E010"),
     "truncated model": (lambda f: (f / "model").write_bytes((f / "model").read_bytes()[:4096]), "E032"),
     "model cut at the end": (lambda f: (f / "model").write_bytes((f / "model").read_bytes()[:-8]), "E032"),
@@ -258,7 +259,8 @@ PIPELINE_TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
     "torch.save as model": (_write("model", _torch_save), "E032"),
     "pickle as cfg": (_write("cfg", lambda f: pickle.dumps(Payload(f / "PWNED"))), "E063"),
     "pickle as rules": (_write("rules", lambda f: pickle.dumps(Payload(f / "PWNED"))), "E020"),
-    "pickle as kb/tables.msgpack": (_write("kb/tables.msgpack", lambda f: pickle.dumps(Payload(f / "PWNED"))), "E009"),
+    "pickle as kb/alias_priors.npy": (_write("kb/alias_priors.npy", lambda f: pickle.dumps(Payload(f / "PWNED"))),
+                                      "E009"),
     "cfg labels a string": (_cfg(labels="abc"), "E063"),
     "cfg labels of another model": (_cfg(labels=["a", "b", "c", "d", "e"]), "E119"),
     "cfg sizes not integers": (_cfg(n_knowledge_ids="18"), "E063"),

@@ -1,0 +1,114 @@
+"""benchmarks/scale.py's generator on a tiny graph: deterministic from the seed, exactly
+the triples asked for, the shape of the shipped graph (multilingual labels, shared
+aliases, a class hierarchy, relations), importable into a KB; its corpus names KB
+aliases; the README rendering of its results. No timing is asserted."""
+from __future__ import annotations
+
+import collections
+import gzip
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pyoxigraph as ox
+import pytest
+
+from spacy_sparse_expert.kb.compile import compile_kb
+
+REPO = Path(__file__).parent.parent
+BENCH = REPO / "benchmarks"
+RDFS = "http://www.w3.org/2000/01/rdf-schema#"
+N = 6000
+
+
+def _load(name: str):
+    sys.path.insert(0, str(BENCH))  # report.py imports its sibling stats.py
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def parse(path: Path) -> list[ox.Quad]:
+    with gzip.open(path, "rb") as fh:
+        return list(ox.parse(fh, format=ox.RdfFormat.N_TRIPLES))
+
+
+@pytest.fixture(scope="module")
+def scale():
+    return _load("scale")
+
+
+@pytest.fixture(scope="module")
+def graph(scale, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("scale") / "graph.nt.gz"
+    info = scale.generate_graph(path, N, seed=3, block=50)  # several blocks
+    assert info["triples"] == N
+    return path
+
+
+def test_generator_is_deterministic_and_exact(scale, graph: Path, tmp_path: Path) -> None:
+    again = tmp_path / "again.nt.gz"
+    scale.generate_graph(again, N, seed=3, block=50)
+    quads = parse(graph)
+    assert len(quads) == N
+    assert quads == parse(again)
+    other = tmp_path / "other.nt.gz"
+    scale.generate_graph(other, N, seed=4, block=50)
+    assert quads != parse(other)
+
+
+def test_graph_has_the_shape_of_the_shipped_one(graph: Path) -> None:
+    quads = parse(graph)
+    by_pred = collections.Counter(q.predicate.value for q in quads)
+    languages = collections.Counter(q.object.language for q in quads if q.predicate.value == RDFS + "label")
+    assert {"en", "de", "fr", "es"} <= set(languages)
+    assert by_pred[RDFS + "subClassOf"] > 0 and by_pred["http://www.w3.org/2004/02/skos/core#altLabel"] > 0
+    n_entities = by_pred["http://www.w3.org/2002/07/owl#sameAs"]
+    assert 20 < N / n_entities < 40  # the shipped graph: ~29 triples per entity
+    relations = sum(c for p, c in by_pred.items() if "/relation/" in p)
+    assert relations / n_entities > 10
+
+
+def test_graph_imports_into_a_kb_with_ambiguous_aliases(graph: Path, scale) -> None:
+    kb = compile_kb([graph], languages=("en", "de"))
+    shape = scale.GraphShape(N, 3)
+    labelled = {q.subject.value for q in parse(graph) if "/entity/" in q.subject.value
+                and q.predicate.value in (RDFS + "label", "http://www.w3.org/2004/02/skos/core#altLabel")
+                and q.object.language in ("en", "de")}
+    assert set(kb.entities) == labelled
+    assert 0.9 * shape.n_entities < kb.n_entities <= shape.n_entities  # the last block is cut at N triples
+    assert kb.n_types >= 150 and kb.n_relations > 10 * kb.n_entities
+    top = max(kb.aliases, key=lambda a: len(kb.candidates(a)))
+    assert len(kb.candidates(top)) > 1 and " " not in top  # a family name shared by several entities
+
+
+def test_corpus_names_entities_of_the_graph(scale, tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    scale.generate_corpus(path, 40, N, seed=3)
+    docs = [json.loads(line) for line in path.read_text(encoding="utf8").splitlines()]
+    assert len(docs) == 40 and len({d["id"] for d in docs}) == 40
+    names = set(scale.GraphShape(N, 3).name.tolist())
+    assert all(any(name in d["text"] for name in names) for d in docs)
+    assert {d["label"] for d in docs} <= set(scale.TOPICS)
+
+
+def test_readme_rendering_of_scale_results() -> None:
+    report = _load("report")
+    run = {"triples": 1000, "seed": 0, "date": "2026-11-30T00:00:00+00:00",
+           "machine": {"cpus": 2, "memory_gb": 23.5, "torch": "2.13.0+cpu"},
+           "kb_import": {"wall_seconds": 10.0, "cpu_seconds": 8.0, "peak_rss_mb": 300.0, "load_average_1m": 1.0,
+                         "kb_folder_bytes": 2**21, "counts": {"entities": 35, "aliases": 50, "relations": 700}},
+           "from_disk": {"runs": [{"seconds": 0.5, "rss_added_mb": 20.0, "load_average_1m": 1.0},
+                                  {"seconds": 0.25, "rss_added_mb": 10.0, "load_average_1m": 2.0}]},
+           "notes": "Shared machine."}
+    text = report.scale({"runs": {"triples_1000": run}})
+    assert "| `kb import` (35 entities, 50 aliases, 700 relations) | 10 | 8 | 300 | KB folder 2 MB | 1.0 |" in text
+    assert "| `KnowledgeBase.from_disk`, best of 2 | 0.250 | - | - | +10 MB | 2.0 |" in text
+    assert "import peak RSS 300.00 MB (goal < 4096: met)" in text
+    assert text.endswith("torch 2.13.0+cpu. Shared machine.")
