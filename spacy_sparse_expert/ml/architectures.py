@@ -32,9 +32,9 @@ from ..registry import encoders, registry
 from .featurize import HashFeaturizer, PieceFeaturizer, bow_doc_freq
 from .inputs import build_inputs
 from .output import LabelActivation, TextCatOutput
-from .settings import (LIMITS, MAX_BOW_SCALE, MAX_CAPACITY_FACTOR, BoolSetting, FloatSetting, IntSetting,
-                       ModelSettingError, Setting, check_bool, check_budget, check_choice, check_float, check_int,
-                       check_list)
+from .settings import (LIMITS, MAX_BOW_SCALE, MAX_CAPACITY_FACTOR, MAX_LABEL_PRIOR, BoolSetting, FloatSetting,
+                       IntSetting, ModelSettingError, Setting, check_bool, check_budget, check_choice, check_float,
+                       check_int, check_list)
 from .shapes import ClassifierParts, build_classifier, explain_mismatch, meta_classifier_shapes
 from .torch.classifier import MoEDocClassifier
 from .torch.encoder import HashEncoder, TransformerEncoder
@@ -207,6 +207,7 @@ def build_moe_textcat_v1(
     nO: Optional[int] = None,
     knowledge_gate: BoolSetting = False,
     knowledge_dropout: FloatSetting = 0.0,
+    label_prior: FloatSetting = 0.0,
 ) -> Model[List[Doc], TextCatOutput]:
     """Knowledge-biased sparse MoE text classifier: Docs -> TextCatOutput, whose
     ``scores`` are (n_docs, n_labels) probabilities.
@@ -243,11 +244,18 @@ def build_moe_textcat_v1(
         model config and the shipped configs turn it on (chosen on BBC dev).
     knowledge_dropout (float): training-time probability of dropping all knowledge of a
         document, so the model stays a good classifier without it (0 = off).
+    label_prior (float): with knowledge_bow, start the knowledge bag's (knowledge id ->
+        label) table at this times a zero-shot prior built at initialize from names: the
+        KB types and predicates whose names match a label's name (or its description,
+        ``label_descriptions`` of the component's initialize) speak for that label
+        (``features/label_prior.py``). Costs nothing at inference; labels that match
+        nothing start at zero as without it (SSE-W080). Default 0.0 = no prior.
 
     Checked before anything is built (SSE-E115): n_experts 1-4096, 1 <= k <= n_experts,
     d_ff 1-262144, capacity_factor in (0, 64] or null, n_moe_layers 0-64, d_knowledge
-    1-4096, bow_rows 0-2**24, ngram_size 1-8, bow_scale in (0, 1e4], dropout, path_dropout
-    and knowledge_dropout in [0, 1); whole numbers must be ints, booleans booleans. The whole
+    1-4096, bow_rows 0-2**24, ngram_size 1-8, bow_scale in (0, 1e4], label_prior in [0, 100]
+    and above 0 only with knowledge_bow (SSE-E290), dropout, path_dropout and
+    knowledge_dropout in [0, 1); whole numbers must be ints, booleans booleans. The whole
     model, measured on torch's meta device, must stay within $SPARSE_EXPERT_MAX_PARAMETERS
     parameters (default 2**28; SSE-E116), here and again once the labels and the KB are known.
     """
@@ -256,7 +264,7 @@ def build_moe_textcat_v1(
         capacity_factor=capacity_factor, n_moe_layers=n_moe_layers, d_knowledge=d_knowledge, pooling=pooling,
         bow_rows=bow_rows, ngram_size=ngram_size, bow_scale=bow_scale, path_dropout=path_dropout,
         knowledge_bow=knowledge_bow, dropout=dropout, nO=nO, knowledge_gate=knowledge_gate,
-        knowledge_dropout=knowledge_dropout)
+        knowledge_dropout=knowledge_dropout, label_prior=label_prior)
     # the smallest model these settings can make (one label, no knowledge): refused
     # here, at config time, if even that is over the parameter budget
     check_budget(_MOE_TEXTCAT, meta_classifier_shapes(ClassifierParts(encoder, settings, nO or 1, 1, 0)), _BUDGET_FIX)
@@ -321,8 +329,18 @@ def _check_moe_settings(*, encoder: Any, **values: Any) -> Dict[str, Any]:
         "dropout": check_float(w, "dropout", values["dropout"], 0.0, 1.0, hi_open=True),
         "knowledge_gate": check_bool(w, "knowledge_gate", values["knowledge_gate"]),
         "knowledge_dropout": check_float(w, "knowledge_dropout", values["knowledge_dropout"], 0.0, 1.0, hi_open=True),
+        "label_prior": _check_label_prior(values["label_prior"], values["knowledge_bow"]),
         "nO": None if values["nO"] is None else check_int(w, "nO", values["nO"]),
     }
+
+
+def _check_label_prior(value: Any, knowledge_bow: Any) -> float:
+    """label_prior in [0, MAX_LABEL_PRIOR]; above 0 only with the knowledge bag (SSE-E290)."""
+    strength = check_float(_MOE_TEXTCAT, "label_prior", value, 0.0, MAX_LABEL_PRIOR)
+    assert strength is not None
+    if strength > 0.0 and knowledge_bow is not True:
+        raise ModelSettingError(Errors.E290.format(value=value, where=_MOE_TEXTCAT))
+    return strength
 
 
 def _parts(model: Model) -> ClassifierParts:
@@ -344,6 +362,18 @@ def load_weights(model: Model, data: Union[bytes, Path], source: str) -> None:
         state_from_file(module, data, explain=explain)
     else:
         state_from_bytes(module, data, source=source, explain=explain)
+
+
+def set_label_prior(model: Model, prior: np.ndarray) -> bool:
+    """Start the knowledge bag of an initialized ``model`` at its ``label_prior`` setting
+    times ``prior`` ((n_knowledge_ids, n_labels), ``features/label_prior.py``).
+    RETURNS (bool): whether the model has a prior to set (label_prior > 0)."""
+    strength = float(model.attrs["settings"].get("label_prior", 0.0))
+    if strength <= 0.0:
+        return False
+    torch_module(model).set_knowledge_prior(torch.from_numpy(np.ascontiguousarray(prior, dtype=np.float32)),
+                                            strength)
+    return True
 
 
 def set_knowledge(model: Model, featurizer: Optional["KnowledgeFeaturizer"]) -> None:
@@ -400,4 +430,4 @@ def torch_module(model: Model) -> MoEDocClassifier:
 
 
 __all__ = ["EncoderSpec", "build_hash_encoder_v1", "fit_bow_idf", "build_moe_textcat_v1",
-           "build_transformer_encoder_v1", "load_weights", "set_knowledge", "torch_module"]
+           "build_transformer_encoder_v1", "load_weights", "set_knowledge", "set_label_prior", "torch_module"]

@@ -51,6 +51,8 @@ Setting = Any
 
 MAX_CAPACITY_FACTOR = 64.0
 MAX_BOW_SCALE = 1e4
+# label_prior is a logit added before training; beyond ~10 it decides alone
+MAX_LABEL_PRIOR = 100.0
 MAX_PARAMETERS_ENV = "SPARSE_EXPERT_MAX_PARAMETERS"
 # 2**28 float32 parameters = 1 GiB of weights (3 GiB with Adam's two moments).
 DEFAULT_MAX_PARAMETERS = 1 << 28
@@ -179,6 +181,6 @@ def check_budget(where: str, shapes: Dict[str, Tuple[torch.dtype, Tuple[int, ...
     return total
 
 
-__all__ = ["BoolSetting", "DEFAULT_MAX_PARAMETERS", "FloatSetting", "IntSetting", "LIMITS", "MAX_PARAMETERS_ENV",
-           "ModelSettingError", "Setting", "check_bool", "check_budget", "check_choice", "check_float", "check_int",
-           "check_list", "max_parameters", "meta_shapes"]
+__all__ = ["BoolSetting", "DEFAULT_MAX_PARAMETERS", "FloatSetting", "IntSetting", "LIMITS", "MAX_LABEL_PRIOR",
+           "MAX_PARAMETERS_ENV", "ModelSettingError", "Setting", "check_bool", "check_budget", "check_choice",
+           "check_float", "check_int", "check_list", "max_parameters", "meta_shapes"]

@@ -10,7 +10,7 @@ factories and default config are in ``factories.py``.
 # with a pydantic model built from this signature, which needs real types.
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 from spacy.language import Language
@@ -23,11 +23,12 @@ from thinc.api import Model
 from ..errors import Errors, Warnings
 from ..features.annotations import write_annotations
 from ..features.features import KnowledgeFeaturizer
+from ..features.label_prior import label_prior
 from ..kb.knowledge_base import KnowledgeBase
 from ..rules.rule_labels import warn_unknown_rule_labels
 from ..rules.rules import RuleSet
 from ..ml import architectures  # noqa: F401  (registers the model architectures)
-from ..ml.architectures import fit_bow_idf, set_knowledge
+from ..ml.architectures import fit_bow_idf, set_knowledge, set_label_prior
 from ..ml.output import aux_loss
 from . import scorer as _scorer  # noqa: F401  (registers the scorers)
 from . import serialize
@@ -135,6 +136,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         labels: Optional[Iterable[str]] = None,
         kb_loader: Optional[Callable[[Vocab], Optional[KnowledgeBase]]] = None,
         rules_loader: Optional[Callable[[Vocab], Optional[RuleSet]]] = None,
+        label_descriptions: Optional[Dict[str, str]] = None,
     ) -> None:
         """Initialize for training: labels, knowledge, model weights.
 
@@ -144,6 +146,10 @@ class SparseExpertTextCategorizer(TrainablePipe):
         labels (Optional[Iterable[str]]): the labels, e.g. from `init labels`.
         kb_loader (Optional[Callable[[Vocab], KnowledgeBase]]): e.g. spacy-sparse-expert.KBLoader.v1.
         rules_loader (Optional[Callable[[Vocab], RuleSet]]): e.g. spacy-sparse-expert.RulesLoader.v1.
+        label_descriptions (Optional[Dict[str, str]]): words for some labels, matched with
+            the label's name against the KB's type and predicate names when the model has
+            label_prior > 0 (e.g. {"tech": "technology computer software internet"});
+            used only here, never at inference.
         """
         validate_get_examples(get_examples, f"{type(self).__name__}.initialize")
         if self.cfg["exclusive"]:
@@ -168,12 +174,66 @@ class SparseExpertTextCategorizer(TrainablePipe):
         warn_unknown_rule_labels(self.rules, self.labels, component=self.name)
         self._init_model()
         fit_bow_idf(self.model, (eg.reference for eg in get_examples()))
+        self._init_label_prior(label_descriptions)
+
+    def _init_label_prior(self, descriptions: Optional[Dict[str, str]]) -> None:
+        """Start the knowledge bag at the zero-shot label prior (model setting label_prior)."""
+        if descriptions is not None:
+            self._check_descriptions(descriptions)
+        strength = float(self.model.attrs["settings"].get("label_prior", 0.0))
+        if strength <= 0.0 or self.featurizer is None or self.featurizer.kb is None:
+            return
+        prior = label_prior(self.featurizer, self.labels, descriptions)
+        set_label_prior(self.model, prior.matrix)
+        unmatched = prior.unmatched()
+        if unmatched:
+            warnings.warn(Warnings.W080.format(name=self.name, strength=strength, labels=unmatched,
+                                               example=unmatched[0]), stacklevel=3)
+
+    def _check_descriptions(self, descriptions: Any) -> None:
+        """label_descriptions: a mapping from this component's labels to non-empty strings (SSE-E291)."""
+        def fail(reason: str) -> ValueError:
+            return ValueError(Errors.E291.format(name=self.name, reason=reason, labels=list(self.labels),
+                                                 example=self.labels[0]))
+        if not isinstance(descriptions, dict):
+            raise fail(f"it is a {type(descriptions).__name__}, not a mapping")
+        for key, value in descriptions.items():
+            if key not in self.labels:
+                raise fail(f"{key!r} is not a label of the component")
+            if not isinstance(value, str) or not value.strip():
+                raise fail(f"the description of {key!r} is {value!r}, not a non-empty string")
 
     def _init_model(self) -> None:
         self.cfg["n_knowledge_ids"] = self.model.attrs["n_knowledge_ids"]
         self.cfg["n_dense"] = self.model.attrs["n_dense"]
         self.model.set_dim("nO", len(self.labels), force=True)
         self.model.initialize()
+
+    # a batch of `nlp.pipe` is grown past its batch_size docs until it holds this many
+    # tokens (see `pipe`); 0 = spaCy's batches of batch_size docs
+    pipe_min_tokens: int = 4096
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
+        """Apply the component to a stream of docs, in order (spaCy's ``TrainablePipe.pipe``
+        but for the batches). A batch holds at least ``batch_size`` docs and grows until it
+        holds ``pipe_min_tokens`` tokens (at most ``max_batch_tokens`` per forward pass,
+        see `predict`), so that a stream of headlines costs per word about what long
+        documents do instead of paying the per-batch work for every 64 short texts.
+        Batches of long documents are as before; a doc's scores depend on its batch only
+        through float rounding (equal to 1e-6).
+
+        stream (Iterable[Doc]): the docs.
+        batch_size (int): docs per batch at least.
+        YIELDS (Doc): the docs, annotated.
+        """
+        error_handler = self.get_error_handler()
+        for docs in _word_batches(stream, batch_size, self.pipe_min_tokens):
+            try:
+                scores = self.predict(docs)
+                self.set_annotations(docs, scores)
+                yield from docs
+            except Exception as e:
+                error_handler(self.name, self, docs, e)
 
     def predict(self, docs: Iterable[Doc]) -> Dict[str, Any]:
         """Scores (n_docs, n_labels), the knowledge annotations (linked spans, rule hits)
@@ -202,10 +262,11 @@ class SparseExpertTextCategorizer(TrainablePipe):
 
     def set_annotations(self, docs: Iterable[Doc], predictions: Dict[str, Any]) -> None:
         docs = list(docs)
-        scores = predictions["scores"]
-        for i, doc in enumerate(docs):
-            for j, label in enumerate(self.labels):
-                doc.cats[label] = float(scores[i, j])
+        labels = self.labels
+        # tolist() gives the Python floats float(scores[i, j]) gives, without a numpy
+        # scalar per cell
+        for doc, row in zip(docs, np.asarray(predictions["scores"]).tolist()):
+            doc.cats.update(zip(labels, row))
         annotations = predictions.get("annotations")
         if annotations is not None:
             for doc, ann in zip(docs, annotations):
@@ -328,6 +389,22 @@ class SparseExpertTextCategorizer(TrainablePipe):
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
         serialize.from_disk(self, path, exclude=exclude)
         return self
+
+
+def _word_batches(stream: Iterable[Doc], min_docs: int, min_tokens: int) -> Iterator[List[Doc]]:
+    """`stream` in order, in batches of at least `min_docs` docs (>= 1) that end at the
+    first doc that brings them to `min_tokens` tokens; the last batch may be smaller."""
+    min_docs = max(int(min_docs), 1)
+    batch: List[Doc] = []
+    size = 0
+    for doc in stream:
+        batch.append(doc)
+        size += len(doc)
+        if len(batch) >= min_docs and size >= min_tokens:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _token_batches(docs: List[Doc], max_tokens: int) -> List[List[Doc]]:

@@ -254,6 +254,18 @@ class MoEDocClassifier(nn.Module):
         return gates
 
     @torch.no_grad()
+    def set_knowledge_prior(self, prior: Tensor, strength: float) -> None:
+        """Start the knowledge bag's (n_ids, L) table at ``strength * prior``: a document
+        whose (L2-normalised) bag of knowledge ids is all in label j's prior ids gets
+        ``strength`` added to that label's logit before any training. The table is stored
+        divided by bow_scale, as the path multiplies it back."""
+        if self.know_bow is None:
+            raise ValueError("set_knowledge_prior needs the knowledge bag path (knowledge_bow=True)")
+        if tuple(prior.shape) != tuple(self.know_bow.shape):
+            raise ValueError(f"prior of shape {tuple(prior.shape)} for a knowledge bag of {tuple(self.know_bow.shape)}")
+        self.know_bow.copy_((prior.to(self.know_bow) * (float(strength) / self.bow_scale)))
+
+    @torch.no_grad()
     def set_bow_idf(self, doc_freq: Tensor, n_docs: int) -> None:
         """doc_freq: (bow_rows,) documents containing each hashed n-gram among n_docs.
         Smoothed idf = log((1 + n) / (1 + df)) + 1, as scikit-learn's TfidfVectorizer."""
