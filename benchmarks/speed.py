@@ -20,12 +20,16 @@ Method
   one system per round; ``gc.collect()`` runs (untimed) before every pass so no system
   pays for another's garbage. A pass is ``nlp.pipe(texts, batch_size=nlp.batch_size)``
   (each pipeline's own configured batch size) plus the argmax of ``doc.cats``.
-- Figures: words/s of the best and of the median pass; ratios (for example ours with
+- Figures: words/s of the best and of the median pass (and, beside them, words per CPU
+  second of the best pass, ``time.process_time``: a pass that waited for a core on a shared
+  machine loses wall time but not CPU time); ratios (for example ours with
   knowledge / spaCy) of the bests, of the medians, and the median over rounds of the
   per-round ratio (the two passes of a round ran seconds apart, so it is the figure least
-  moved by other jobs on a shared machine). All ratios come from the same run.
+  moved by other jobs on a shared machine), and ``best_cpu`` of the CPU-time figures. All
+  ratios come from the same run.
 - Profile (ours, knowledge on): each part of ``nlp.pipe``'s work is timed directly on its
-  own, on the same documents and batches, in as many interleaved rounds as the timing,
+  own, on the same documents and batches (the component's: ``nlp.batch_size`` docs, grown to
+  ``pipe_min_tokens`` tokens where the code has it), in as many interleaved rounds as the timing,
   best round per part, reported as microseconds per word: tokenizer (``nlp.make_doc``), linking (the
   featurizer's linker per doc), rules (its rule matcher's token and entity hits),
   knowledge assembly (``featurizer.pipe`` minus linking and rules: per-token arrays and
@@ -101,12 +105,18 @@ def short_texts(texts: Sequence[str]) -> list[str]:
     return [first_sentence(t) for t in texts]
 
 
-def summarize(seconds: Sequence[float], words: int) -> dict[str, Any]:
-    """Words/s of the best and of the median pass (timing.throughput's definition)."""
+def summarize(seconds: Sequence[float], words: int, cpu_seconds: Sequence[float] | None = None) -> dict[str, Any]:
+    """Words/s of the best and of the median pass (timing.throughput's definition); with
+    `cpu_seconds` (the process's CPU time of each pass) also words per CPU second of the
+    best pass: on a shared machine a pass that waited for a core loses wall time, not CPU
+    time (with 2 threads CPU time sums both threads)."""
     if not seconds:
         raise ValueError("no timed passes")
-    return {"words_per_second_best": words / min(seconds), "words_per_second_median": words / statistics.median(seconds),
-            "seconds": list(seconds)}
+    out = {"words_per_second_best": words / min(seconds), "words_per_second_median": words / statistics.median(seconds),
+           "seconds": list(seconds)}
+    if cpu_seconds:
+        out.update(words_per_cpu_second_best=words / min(cpu_seconds), cpu_seconds=list(cpu_seconds))
+    return out
 
 
 def ratios(speeds: dict[str, dict[str, Any]], pairs: Sequence[tuple[str, str]] = RATIOS) -> dict[str, dict[str, float]]:
@@ -124,6 +134,8 @@ def ratios(speeds: dict[str, dict[str, Any]], pairs: Sequence[tuple[str, str]] =
             "median": sa["words_per_second_median"] / sb["words_per_second_median"],
             "median_of_rounds": statistics.median(tb / ta for ta, tb in zip(sa["seconds"], sb["seconds"])),
         }
+        if "words_per_cpu_second_best" in sa and "words_per_cpu_second_best" in sb:
+            out[f"{a}/{b}"]["best_cpu"] = sa["words_per_cpu_second_best"] / sb["words_per_cpu_second_best"]
     return out
 
 
@@ -133,14 +145,16 @@ def interleave(predict: dict[str, Callable[[list[str]], Any]], texts: list[str],
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     names = list(predict)
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
             gc.collect()
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             predict[name](texts)
             seconds[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
     words = count_words(texts)
-    return {n: summarize(s, words) for n, s in seconds.items()}
+    return {n: summarize(s, words, cpu[n]) for n, s in seconds.items()}
 
 
 def goals(run_ratios: dict[str, dict[str, dict[str, float]]], knowledge_us: float | None) -> dict[str, Any]:
@@ -195,7 +209,12 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
     linker, matcher = feat.linker, feat.rule_matcher
     docs = [nlp.make_doc(t) for t in texts]
     size = nlp.batch_size
-    batches = [docs[i : i + size] for i in range(0, len(docs), size)]
+    if hasattr(comp, "pipe_min_tokens"):  # the batches the component's pipe makes
+        from spacy_sparse_expert.pipeline.textcat import _word_batches
+
+        batches = list(_word_batches(docs, size, comp.pipe_min_tokens))
+    else:  # older code: spaCy's batches of batch_size docs
+        batches = [docs[i : i + size] for i in range(0, len(docs), size)]
     # the featurizer's own batch steps where the code has them (linker.pipe and
     # _rule_hits over a batch), else the per-doc calls of older code, so that
     # knowledge_assembly (featurizer.pipe minus linking and rules) is what is left

@@ -65,6 +65,16 @@ def test_summarize_best_and_median(speed) -> None:
         speed.summarize([], words=10)
 
 
+def test_cpu_seconds_give_their_own_best_and_ratio(speed) -> None:
+    base = speed.BASELINE
+    a = speed.summarize([2.0, 1.0], words=100, cpu_seconds=[0.5, 0.8])  # a pass waited: wall > CPU
+    assert a["words_per_cpu_second_best"] == pytest.approx(200.0) and a["cpu_seconds"] == [0.5, 0.8]
+    b = speed.summarize([1.0, 1.0], words=100, cpu_seconds=[0.25, 0.3])
+    out = speed.ratios({"student": a, base: b})[f"student/{base}"]
+    assert out["best_cpu"] == pytest.approx(0.5) and out["best"] == pytest.approx(1.0)
+    assert "best_cpu" not in speed.ratios({"student": speed.summarize([1.0, 2.0], 10), base: b})[f"student/{base}"]
+
+
 def _speeds(speed, seconds: dict[str, list[float]], words: int = 1000) -> dict:
     return {name: speed.summarize(s, words) for name, s in seconds.items()}
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from itertools import chain
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,6 +56,8 @@ class ContextDisambiguator:
         self.cfg = config
         self._arrays = arrays
         self._sig_cache: Dict[int, Dict[int, float]] = {}
+        self._total_cache: Dict[int, float] = {}  # sum of each cached signature's weights
+        self._nbr_cache: Dict[int, FrozenSet[int]] = {}  # each entity's KB neighbours
 
     def __call__(self, mentions: List[Mention]) -> LinkResult:
         """The chosen entity of each mention that is linked (`mentions`: non-overlapping,
@@ -73,7 +75,6 @@ class ContextDisambiguator:
         ctx_counts: Counter = Counter()
         if ctx_entities and max(sizes) > 1:  # only a re-ranked mention reads the profile
             ctx_counts = Counter(chain.from_iterable(self._signature(top).keys() for top in tops if top is not None))
-        ctx_sorted = np.array(sorted(ctx_entities), dtype=np.int64)
         chosen: List[int] = []
         prior: List[float] = []
         kept: List[int] = []
@@ -93,7 +94,7 @@ class ContextDisambiguator:
             best, best_score, best_sim, second = 0, -1.0, 0.0, -1.0
             for k, ent in enumerate(ents.tolist()):
                 sim = self._context_similarity(ent, ctx_counts, own=own)
-                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own, ctx_sorted):
+                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own):
                     sim += cfg.neighbour_weight
                 score = float(pri[k]) + cfg.context_weight * sim
                 if score > best_score:
@@ -117,6 +118,42 @@ class ContextDisambiguator:
             np.array([mentions[j][3] for j in kept], dtype=bool),
         )
 
+    def batch(self, docs_mentions: Sequence[List[Mention]]) -> List[LinkResult]:
+        """`__call__` for every doc of a batch (one mention list per doc, empty lists
+        allowed), the same links. The thresholds are compared over the batch's mentions at
+        once; a doc none of whose mentions is re-ranked by context (no confident mention,
+        or no ambiguous one: most short texts) is decided by arrays, and only docs with a
+        mention to re-rank run `__call__`."""
+        out: List[Optional[LinkResult]] = [None] * len(docs_mentions)
+        flat = [m for ms in docs_mentions for m in ms]
+        if not flat:
+            return [LinkResult.empty() for _ in docs_mentions]
+        cfg = self.cfg
+        counts = np.fromiter((len(ms) for ms in docs_mentions), dtype=np.int64, count=len(docs_mentions))
+        doc_of = np.repeat(np.arange(len(docs_mentions)), counts)
+        sizes = np.fromiter((len(m[2][0]) for m in flat), dtype=np.int64, count=len(flat))
+        best_pri = np.array([m[2][1][0] for m in flat], dtype=np.float32)
+        sure = (sizes == 1) | (best_pri >= cfg.confident_prior)
+        flats = (sizes > cfg.max_flat_candidates) & (best_pri < cfg.flat_prior)
+        has_ctx = np.bincount(doc_of, weights=sure, minlength=len(docs_mentions)) > 0
+        rerank = np.bincount(doc_of, weights=(sizes > 1) & has_ctx[doc_of], minlength=len(docs_mentions)) > 0
+        for d in np.flatnonzero(rerank).tolist():
+            out[d] = self(docs_mentions[d])
+        # the other docs: every mention's first candidate, unless it is flat
+        keep = np.flatnonzero(~flats & ~rerank[doc_of])
+        if len(keep):
+            kept = [flat[j] for j in keep.tolist()]
+            starts = np.fromiter((m[0] for m in kept), dtype=np.int64, count=len(kept))
+            ends = np.fromiter((m[1] for m in kept), dtype=np.int64, count=len(kept))
+            ents = np.fromiter((m[2][0][0] for m in kept), dtype=np.int64, count=len(kept))
+            lower = np.fromiter((m[3] for m in kept), dtype=bool, count=len(kept))
+            bounds = np.searchsorted(doc_of[keep], np.arange(len(docs_mentions) + 1)).tolist()
+            for d in np.unique(doc_of[keep]).tolist():
+                a, b = bounds[d], bounds[d + 1]
+                out[d] = LinkResult(starts[a:b], ends[a:b], ents[a:b], best_pri[keep[a:b]], sizes[keep[a:b]],
+                                    lower[a:b])
+        return [LinkResult.empty() if r is None else r for r in out]
+
     def _signature(self, ent: int) -> Dict[int, float]:
         """An entity's context signature: its type ids and (negated) predicate ids, each
         weighted by IDF so that rare, specific types ("football club") count more than
@@ -137,26 +174,28 @@ class ContextDisambiguator:
         """IDF-weighted fraction of the candidate's signature that other confidently
         linked entities of the doc share (0..1)."""
         sig = self._signature(ent)
-        total = sum(sig.values())
+        total = self._total_cache.get(ent)
+        if total is None:
+            total = self._total_cache[ent] = sum(sig.values())
         if not ctx or total <= 0.0:
             return 0.0
         own_sig = self._signature(own) if own is not None else {}
         hit = sum(w for f, w in sig.items() if ctx.get(f, 0) - (f in own_sig) > 0)
         return hit / total
 
-    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int], ctx_sorted: np.ndarray) -> bool:
+    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int]) -> bool:
         """Direct evidence for a candidate: the same entity is linked confidently
         elsewhere in the doc ("England cricket team ... England"), or a KB edge joins it
         to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge"),
-        not counting the mention's own confident link (`ctx_sorted`: ctx_entities sorted)."""
+        not counting the mention's own confident link."""
         if ctx_entities.get(ent, 0) - (ent == own) > 0:
             return True
-        a = self._arrays
-        nb = a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]]
-        if not len(nb) or not len(ctx_sorted):
-            return False
-        pos = np.minimum(np.searchsorted(nb, ctx_sorted), len(nb) - 1)  # neighbour rows are sorted
-        return any(x != ent and ctx_entities[x] - (x == own) > 0 for x in ctx_sorted[nb[pos] == ctx_sorted].tolist())
+        nb = self._nbr_cache.get(ent)
+        if nb is None:
+            a = self._arrays
+            nb = self._nbr_cache[ent] = frozenset(a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]].tolist())
+        # a set intersection walks the smaller side: the doc's few context entities
+        return any(x != ent and ctx_entities[x] - (x == own) > 0 for x in nb.intersection(ctx_entities))
 
 
 __all__ = ["ContextDisambiguator", "LinkResult", "Mention"]

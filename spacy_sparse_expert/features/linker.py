@@ -249,7 +249,10 @@ class AliasLinker:
     def pipe(self, docs: Sequence[Doc]) -> List[LinkResult]:
         """Link a batch of docs: one vectorised alias search and filter pass for the
         batch, then each doc's mentions disambiguated."""
-        return [self._disambiguate(m) if m else LinkResult.empty() for m in self.mentions_batch(docs)]
+        mentions = self.mentions_batch(docs)
+        if isinstance(self._disambiguate, ContextDisambiguator):
+            return self._disambiguate.batch(mentions)
+        return [self._disambiguate(m) if m else LinkResult.empty() for m in mentions]
 
     def mentions(self, doc: Doc) -> List[Mention]:
         """The doc's alias mentions before disambiguation: longest non-overlapping

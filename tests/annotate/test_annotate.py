@@ -152,8 +152,14 @@ def test_a_document_the_pipeline_fails_on_is_reported(model_dir: Path) -> None:
                                   for i, r in enumerate(records)], batch_size=4)
     assert rows[5]["id"] == "doc-5" and rows[5]["cats"] is None
     assert rows[5]["error"] == "row 5: ValueError: cannot annotate BOOM"
-    # the other documents of the failing batch (4-7) and of the others are annotated as usual
-    assert rows[:5] + rows[6:] == plain[:5] + plain[6:]
+    # the other documents of the failing batch (4-7) and of the others are annotated as usual:
+    # the same rows, with cats equal to float rounding (the failing batch's documents are run
+    # one at a time, and a forward pass over other rows may round differently)
+    others, expected = rows[:5] + rows[6:], plain[:5] + plain[6:]
+    assert [{**r, "cats": None} for r in others] == [{**r, "cats": None} for r in expected]
+    for got, want in zip(others, expected):
+        assert got["cats"].keys() == want["cats"].keys()
+        assert got["cats"] == pytest.approx(want["cats"], abs=1e-6)
 
 
 @Language.component("test_annotate_fails_on_boom")

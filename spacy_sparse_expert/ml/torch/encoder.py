@@ -24,6 +24,29 @@ from torch import Tensor, nn
 from .vector_cache import VectorCache
 
 
+def depthwise_window(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """What ``nn.Conv1d(width, width, 2w+1, padding=w, groups=width)`` computes, on
+    rows: x (P, width), weight (width, 1, 2w+1), bias (width,) -> (P, width), with
+    ``out[t] = bias + sum_j weight[:, 0, j] * x[t + j - w]`` (rows outside x are 0).
+
+    One multiply-add per offset on shifted row slices: on CPU ~10x faster than
+    torch's grouped convolution (which runs one tiny convolution per channel), and
+    no (1, width, P) transposes."""
+    n, span = x.shape[0], weight.shape[-1]
+    w = span // 2
+    taps = weight.reshape(weight.shape[0], span).t()  # (2w+1, width)
+    out = torch.addcmul(bias, x, taps[w]) if bias is not None else x * taps[w]
+    for j in range(span):
+        shift = j - w
+        if shift == 0 or abs(shift) >= n:
+            continue
+        if shift < 0:  # out[t] += taps[j] * x[t - |shift|]
+            out[-shift:].addcmul_(x[: n + shift], taps[j])
+        else:
+            out[: n - shift].addcmul_(x[shift:], taps[j])
+    return out
+
+
 class WindowBlock(nn.Module):
     """One residual block: depthwise conv over ``2*window+1`` positions, then a
     pointwise feed-forward, then LayerNorm. x: (P, width) packed -> (P, width)."""
@@ -38,7 +61,7 @@ class WindowBlock(nn.Module):
 
     def forward(self, x: Tensor, keep: Tensor) -> Tensor:
         """x: (P, width); keep: (P, 1) 1.0 on token rows, 0.0 on the gaps."""
-        h = self.depthwise(x.t().unsqueeze(0)).squeeze(0).t()
+        h = depthwise_window(x, self.depthwise.weight, self.depthwise.bias)
         h = self.down(F.gelu(self.up(h)))
         # the gaps must stay zero, or the next block would leak across documents
         return self.norm(x + self.dropout(h)) * keep
