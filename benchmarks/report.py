@@ -113,22 +113,23 @@ def bbc(data: dict) -> str:
 def _bbc_ablation(groups: dict[tuple, list[dict]], gold: list[str] | None, labels: list[str] | None) -> list[str]:
     if not gold or not labels:
         return []
-    rows = ["| train set | knowledge | macro-F1 minus knowledge none | 95% interval | verdict |",
-            "|---|---|---:|---:|---|"]
-    for train_set in ("train", "train_small"):
-        base = groups.get(("sparse_expert", train_set, "none"))
-        if not base or not all("predictions" in r for r in base):
-            continue
-        for know in ("kb", "rules", "both"):
-            runs = groups.get(("sparse_expert", train_set, know))
-            if not runs or not all("predictions" in r for r in runs):
+    rows = ["| system | train set | knowledge | macro-F1 minus knowledge none | 95% interval | verdict |",
+            "|---|---|---|---:|---:|---|"]
+    for system in ("sparse_expert", "sparse_expert_transformer"):
+        for train_set in ("train", "train_small"):
+            base = groups.get((system, train_set, "none"))
+            if not base or not all("predictions" in r for r in base):
                 continue
-            diff = stats.paired_difference(gold, [r["predictions"] for r in runs],
-                                           [r["predictions"] for r in base], labels)
-            verdict = {"a better": "knowledge helps", "b better": "knowledge hurts"}.get(
-                diff["verdict"], diff["verdict"])
-            rows.append(f"| {train_set} | {know} | {diff['difference']:+.4f} | {diff['low']:+.4f} to "
-                        f"{diff['high']:+.4f} | {verdict} |")
+            for know in ("kb", "rules", "both"):
+                runs = groups.get((system, train_set, know))
+                if not runs or not all("predictions" in r for r in runs):
+                    continue
+                diff = stats.paired_difference(gold, [r["predictions"] for r in runs],
+                                               [r["predictions"] for r in base], labels)
+                verdict = {"a better": "knowledge helps", "b better": "knowledge hurts"}.get(
+                    diff["verdict"], diff["verdict"])
+                rows.append(f"| {system} | {train_set} | {know} | {diff['difference']:+.4f} | {diff['low']:+.4f} to "
+                            f"{diff['high']:+.4f} | {verdict} |")
     return rows if len(rows) > 2 else []
 
 
@@ -138,6 +139,14 @@ def distill(data: dict) -> str:
         if name in data:
             r = data[name]
             rows.append(f"| {name} | {r['params']:,} | {r['disk_bytes']:,} | {r['words_per_second']:,.0f} | {r['macro_f1']:.4f} |")
+    if "setup" in data:  # a given teacher (benchmarks/distill.py --teacher): say what each student got
+        setup, goals = data["setup"], data["goals"]
+        unlabelled = f" plus the other train documents as unlabelled text" if setup.get("unlabelled") else ""
+        met = ", ".join(f"{k.replace('_', ' ')} {'met' if v else 'not met'}" for k, v in goals["met"].items())
+        rows += ["", f"`{data['command']}`: labelled {setup['train_set']}{unlabelled}; student overrides "
+                 f"{setup['student_overrides'] or 'none'}. Student minus teacher {-goals['f1_gap_points']:+.2f} points, "
+                 f"{goals['speedup_vs_teacher']:.0f}x the teacher's words/s (the teacher timed on its first "
+                 f"{data['teacher'].get('speed_docs', '-')} test documents without its vector cache). Goals: {met}."]
     return "\n".join(rows)
 
 
@@ -191,20 +200,22 @@ TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer":
                                             "speed": speed}
 
 
-def sentiment(data: dict) -> str:
-    """The BBC table for the Sentiment Labelled Sentences (same columns, same knowledge
-    ablation), then ours with knowledge minus each baseline, paired over test sentences."""
+OURS = ("sparse_expert", "sparse_expert_transformer")
+
+
+def versus_baselines(data: dict, pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    """Ours (system, knowledge) minus each baseline trained on the same set, paired over
+    the test documents with the seeds averaged inside each resample."""
     gold, labels = _gold(data), data.get("labels")
-    table = bbc(data)
     if not gold or not labels:
-        return table
+        return []
     groups = _bbc_groups(data["runs"])
-    rows = ["| train set | ours, knowledge | minus | difference | 95% interval | verdict |",
-            "|---|---|---|---:|---:|---|"]
+    rows = ["| train set | ours | knowledge | minus | difference | 95% interval | verdict |",
+            "|---|---|---|---|---:|---:|---|"]
     for train_set in ("train", "train_small"):
-        baselines = sorted(system for system, ts, _ in groups if ts == train_set and system != "sparse_expert")
-        for know in ("rules", "kb", "both"):
-            ours = groups.get(("sparse_expert", train_set, know))
+        baselines = sorted(system for system, ts, _ in groups if ts == train_set and system not in OURS)
+        for ours_system, know in pairs:
+            ours = groups.get((ours_system, train_set, know))
             if not ours or not all("predictions" in r for r in ours):
                 continue
             for system in baselines:
@@ -212,12 +223,126 @@ def sentiment(data: dict) -> str:
                 diff = stats.paired_difference(gold, [r["predictions"] for r in ours],
                                                [r["predictions"] for r in other], labels)
                 verdict = {"a better": "ours better", "b better": "baseline better"}.get(diff["verdict"], diff["verdict"])
-                rows.append(f"| {train_set} | {know} | {system} | {diff['difference']:+.4f} | {diff['low']:+.4f} to "
-                            f"{diff['high']:+.4f} | {verdict} |")
-    return table + ("\n\n" + "\n".join(rows) if len(rows) > 2 else "")
+                rows.append(f"| {train_set} | {ours_system} | {know} | {system} | {diff['difference']:+.4f} "
+                            f"| {diff['low']:+.4f} to {diff['high']:+.4f} | {verdict} |")
+    return rows if len(rows) > 2 else []
 
 
+def bbc_with_baselines(data: dict) -> str:
+    """The BBC table, then the knowledge teacher (KB and rules) minus each baseline."""
+    rows = versus_baselines(data, (("sparse_expert_transformer", "both"),))
+    return bbc(data) + ("\n\n" + "\n".join(rows) if rows else "")
+
+
+def sentiment(data: dict) -> str:
+    """The BBC table for the Sentiment Labelled Sentences (same columns, same knowledge
+    ablation), then ours with knowledge minus each baseline, paired over test sentences."""
+    rows = versus_baselines(data, (("sparse_expert", "rules"), ("sparse_expert", "both")))
+    return bbc(data) + ("\n\n" + "\n".join(rows) if rows else "")
+
+
+TABLES["bbc"] = bbc_with_baselines
 TABLES["sentiment"] = sentiment
+TABLES["distill_transformer"] = distill
+TABLES["distill_transformer_small"] = distill
+TABLES["distill_transformer_small_rules"] = distill
+
+
+SCALE_SYSTEMS = {"nlp_pipe": "`nlp.pipe`, one process", "annotate_local": "`annotate --engine local`",
+                 "ray_1_actor": "`annotate --engine ray`, 1 actor", "ray_2_actors": "`annotate --engine ray`, 2 actors"}
+
+
+def _mb(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.0f} MB"
+
+
+def scale(data: dict) -> str:
+    """The largest synthetic graph of benchmarks/scale.py: import (wall and CPU seconds,
+    peak RSS, folder size), from_disk and spacy.load (best of fresh processes), then
+    documents/s per annotation engine; each figure with the 1-minute load average."""
+    runs = data.get("runs", {})
+    if not runs:
+        return "_No results yet: run `python benchmarks/scale.py`._"
+    run = max(runs.values(), key=lambda r: r["triples"])
+    rows = [f"| step ({run['triples']:,} synthetic triples) | wall s | CPU s | peak RSS MB | size / added RSS | 1-min load |",
+            "|---|---:|---:|---:|---:|---:|"]
+    imp = run.get("kb_import")
+    if imp:
+        counts = imp["counts"]
+        rows.append(f"| `kb import` ({counts['entities']:,} entities, {counts['aliases']:,} aliases, "
+                    f"{counts['relations']:,} relations) | {imp['wall_seconds']:.0f} | {imp['cpu_seconds']:.0f} "
+                    f"| {imp['peak_rss_mb']:,.0f} | KB folder {_mb(imp['kb_folder_bytes'])} | {imp['load_average_1m']:.1f} |")
+    store = run.get("kb_import_with_store")
+    if store:
+        rows.append(f"| `kb import --store` | {store['wall_seconds']:.0f} | {store['cpu_seconds']:.0f} "
+                    f"| {store['peak_rss_mb']:,.0f} | store {_mb(store['store_folder_bytes'])} "
+                    f"| {store['load_average_1m']:.1f} |")
+    fd = run.get("from_disk")
+    if fd:
+        best = min(fd["runs"], key=lambda r: r["seconds"])
+        cpu = f"{best['cpu_seconds']:.3f}" if "cpu_seconds" in best else "-"
+        rows.append(f"| `KnowledgeBase.from_disk`, best of {len(fd['runs'])} | {best['seconds']:.3f} | {cpu} | - "
+                    f"| +{best['rss_added_mb']:,.0f} MB | {best['load_average_1m']:.1f} |")
+    names = {"bbc_shipped_kb": "BBC pipeline, shipped KB", "synthetic_big_kb": "small pipeline on this KB"}
+    for name, load in run.get("spacy_load", {}).items():
+        best = min(load["runs"], key=lambda r: r["seconds"])
+        cpu = f"{best['cpu_seconds']:.2f}" if "cpu_seconds" in best else "-"
+        peak = f"{best['peak_rss_mb']:,.0f}" if "peak_rss_mb" in best else "-"
+        rows.append(f"| `spacy.load`, {names.get(name, name)}, best of {len(load['runs'])} | {best['seconds']:.2f} | {cpu} "
+                    f"| {peak} | +{best['rss_added_mb']:,.0f} MB | {best['load_average_1m']:.1f} |")
+    ann = run.get("annotate")
+    if ann:
+        corpora = [c for c in ("bbc_test", "synthetic") if c in ann]
+        titles = {"bbc_test": "BBC test (BBC pipeline)", "synthetic": "synthetic (pipeline on this KB)"}
+        rows += ["", "| documents/s | " + " | ".join(f"{titles[c]}, {ann[c]['documents']:,} docs" for c in corpora) + " |",
+                 "|---|" + "---:|" * len(corpora)]
+        for system, label in SCALE_SYSTEMS.items():
+            rows.append(f"| {label} | " + " | ".join(
+                f"{ann[c]['systems'][system]['docs_per_second']:,.1f} (load {ann[c]['systems'][system]['load_average_1m']:.1f})"
+                for c in corpora) + " |")
+        rows.append("| Ray overhead at 1 actor vs `nlp.pipe` | " + " | ".join(
+            f"{100 * ann[c]['ray_overhead_1_actor_vs_nlp_pipe']:+.0f}%" for c in corpora) + " |")
+        rows.append("| outputs of the three engines identical | " + " | ".join(
+            "yes" if ann[c]["outputs_identical_local_ray1_ray2"] else "**no**" for c in corpora) + " |")
+    goals = _scale_goals(run)
+    if goals:
+        rows += ["", "Goals of issue 12 (wall times as measured on the shared machine): " + "; ".join(goals) + "."]
+    m = run["machine"]
+    note = f" {run['notes']}" if run.get("notes") else ""
+    made = (f"Made by `python benchmarks/scale.py --triples {run['triples']}` (seed {run['seed']}) on "
+            f"{run['date'][:10]}: {m['cpus']} cores, {m['memory_gb']} GiB, torch {m['torch']}.{note}")
+    rows += ["", made]
+    return "\n".join(rows)
+
+
+def _scale_goals(run: dict) -> list[str]:
+    def check(name: str, value: float, limit: float, unit: str) -> str:
+        return f"{name} {value:,.2f} {unit} (goal < {limit:g}: {'met' if value < limit else 'not met'})"
+
+    out = []
+    if "kb_import" in run:
+        out.append(check("import wall", run["kb_import"]["wall_seconds"], 180, "s"))
+        out.append(check("import peak RSS", run["kb_import"]["peak_rss_mb"], 4096, "MB"))
+    if "from_disk" in run:
+        best = min(run["from_disk"]["runs"], key=lambda r: r["seconds"])
+        out.append(f"from_disk {best['seconds']:.4f} s (goal < 1: {'met' if best['seconds'] < 1 else 'not met'})")
+        out.append(check("from_disk added RSS", best["rss_added_mb"], 200, "MB"))
+    limits = {"bbc_shipped_kb": ("spacy.load BBC", 1), "synthetic_big_kb": ("spacy.load with this KB", 3)}
+    for name, load in run.get("spacy_load", {}).items():
+        label, limit = limits.get(name, (name, 3))
+        out.append(check(label, min(r["seconds"] for r in load["runs"]), limit, "s"))
+    for corpus, ann in run.get("annotate", {}).items():
+        pipe, ray = (ann["systems"][s]["load_average_1m"] for s in ("nlp_pipe", "ray_1_actor"))
+        name = f"Ray overhead at 1 actor ({corpus})"
+        if max(pipe, ray) > 1.25 * min(pipe, ray):  # the two runs did not see the same machine
+            out.append(f"{name} {100 * ann['ray_overhead_1_actor_vs_nlp_pipe']:+.0f}% (goal < 20%: not comparable, "
+                       f"load {pipe:.1f} during nlp.pipe and {ray:.1f} during Ray)")
+        else:
+            out.append(check(name, 100 * ann["ray_overhead_1_actor_vs_nlp_pipe"], 20, "%"))
+    return out
+
+
+TABLES["scale"] = scale
 
 
 def render(readme: str) -> str:

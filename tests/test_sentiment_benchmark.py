@@ -75,7 +75,7 @@ def test_report_renders_the_sentiment_comparison(bench, tmp_path: Path):
         _run(system="sparse_expert", knowledge="rules", predictions=gold, n_test=4)], gold)
     text = report.sentiment(data)
     assert "| sparse_expert | train | rules | 1 |" in text
-    assert "| train | rules | tfidf_linearsvc | +0.6667 |" in text  # 1.0 minus 1/3 (one label never predicted)
+    assert "| train | sparse_expert | rules | tfidf_linearsvc | +0.6667 |" in text  # 1.0 minus 1/3 (one label never predicted)
 
 
 def test_rules_only_follows_the_lexicon_and_breaks_ties_by_train_majority(bench):
