@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from spacy_sparse_expert.kb import storage
+from spacy_sparse_expert.kb import replace, storage
 from spacy_sparse_expert.kb.compile import import_rdf
 
 
@@ -51,15 +51,15 @@ def install(stage: str | None) -> dict:
             pause("write")
         np.savez = savez  # type: ignore[assignment]
     elif stage == "swap":
-        exchange = storage.exchange
+        exchange = replace.exchange
 
         def exchange_then_pause(a, b) -> bool:  # noqa: ANN001
             done = exchange(a, b)
             pause("swap")
             return done
-        storage.exchange = exchange_then_pause  # type: ignore[assignment]
+        replace.exchange = exchange_then_pause  # type: ignore[assignment]
     elif stage == "fallback":
-        storage.exchange = lambda a, b: False  # type: ignore[assignment]
+        replace.exchange = lambda a, b: False  # type: ignore[assignment]
         rename = os.rename
         calls = [0]
 
