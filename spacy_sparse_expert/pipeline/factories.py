@@ -70,6 +70,7 @@ def _default_config(model: Any, threshold: float, scorer: str) -> Dict[str, Any]
         "load_balancing_weight": 0.01,
         "z_loss_weight": 0.001,
         "max_batch_tokens": 100_000,
+        "check_knowledge": True,
         "scorer": {"@scorers": scorer},
     }
 
@@ -83,6 +84,7 @@ def _default_config(model: Any, threshold: float, scorer: str) -> Dict[str, Any]
 def make_sparse_expert_textcat(
     nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
     load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
+    check_knowledge: bool = True,
 ) -> SparseExpertTextCategorizer:
     """Exclusive classes (softmax): exactly one label per document.
 
@@ -101,11 +103,15 @@ def make_sparse_expert_textcat(
         rounding (without capacity_factor).
     scorer (Optional[Callable]): scores doc.cats for `spacy evaluate` and training
         (spaCy's Scorer.score_cats: cats_score, cats_macro_f, cats_macro_auc, ...).
+    check_knowledge (bool): at each evaluation on the dev set in training, predict with
+        and without the knowledge inputs and keep knowledge on only if it scores higher
+        (``cfg["knowledge_check"]``, saved with the pipeline), so that knowledge that
+        does not help on dev is not used; false keeps knowledge on.
     """
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=True, threshold=threshold, use_knowledge=use_knowledge,
         store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer, max_batch_tokens=max_batch_tokens,
+        scorer=scorer, max_batch_tokens=max_batch_tokens, check_knowledge=check_knowledge,
     )
 
 
@@ -118,6 +124,7 @@ def make_sparse_expert_textcat(
 def make_sparse_expert_textcat_multilabel(
     nlp: Language, name: str, model: Model, threshold: float, use_knowledge: bool, store_routing: bool,
     load_balancing_weight: float, z_loss_weight: float, scorer: Optional[Callable], max_batch_tokens: int = 100_000,
+    check_knowledge: bool = True,
 ) -> SparseExpertTextCategorizer:
     """Independent labels (sigmoid): any number of labels per document.
 
@@ -128,7 +135,7 @@ def make_sparse_expert_textcat_multilabel(
     return SparseExpertTextCategorizer(
         nlp.vocab, model, name, exclusive=False, threshold=threshold, use_knowledge=use_knowledge,
         store_routing=store_routing, load_balancing_weight=load_balancing_weight, z_loss_weight=z_loss_weight,
-        scorer=scorer, max_batch_tokens=max_batch_tokens,
+        scorer=scorer, max_batch_tokens=max_batch_tokens, check_knowledge=check_knowledge,
     )
 
 

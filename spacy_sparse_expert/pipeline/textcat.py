@@ -28,7 +28,7 @@ from ..kb.knowledge_base import KnowledgeBase
 from ..rules.rule_labels import warn_unknown_rule_labels
 from ..rules.rules import RuleSet
 from ..ml import architectures  # noqa: F401  (registers the model architectures)
-from ..ml.architectures import fit_bow_idf, set_knowledge, set_label_prior
+from ..ml.architectures import fit_bow_idf, set_knowledge, set_label_prior, torch_module
 from ..ml.output import aux_loss
 from . import scorer as _scorer  # noqa: F401  (registers the scorers)
 from . import serialize
@@ -56,6 +56,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         z_loss_weight: float = 0.001,
         scorer: Optional[Callable] = None,
         max_batch_tokens: int = 100_000,
+        check_knowledge: bool = True,
     ) -> None:
         self.vocab = vocab
         self.model = model
@@ -76,11 +77,18 @@ class SparseExpertTextCategorizer(TrainablePipe):
             "z_loss_weight": z_loss_weight,
             "n_knowledge_ids": None,
             "n_dense": None,
+            "check_knowledge": bool(check_knowledge),
+            # the last dev-set check in training (see `score`): {"on": bool, "metric":
+            # str, "with": float, "without": float}; None = never checked, knowledge on
+            "knowledge_check": None,
         }
         self.kb: Optional[KnowledgeBase] = None
         self.rules: Optional[RuleSet] = None
         self.featurizer: Optional[KnowledgeFeaturizer] = None
         self._warned_drop = False
+        # set by `update`: the next `score` (spaCy's evaluation on the dev set during
+        # training) checks whether knowledge helps
+        self._trained_since_check = False
 
     # --- labels ------------------------------------------------------------------------
 
@@ -240,6 +248,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
         and, with store_routing, the routing of the batch. Writes nothing on the docs."""
         docs = list(docs)
         featurizer = self._check_initialized()
+        torch_module(self.model).knowledge_on = self.knowledge_on
         parts = _token_batches(docs, self.max_batch_tokens)
         if len(parts) == 1:
             out = self.model.predict(docs)
@@ -326,7 +335,54 @@ class SparseExpertTextCategorizer(TrainablePipe):
         if sgd is not None:
             self.finish_update(sgd)
         losses[self.name] += loss + aux
+        self._trained_since_check = True
         return losses
+
+    # --- knowledge on or off, chosen on the dev set ------------------------------------
+
+    @property
+    def knowledge_on(self) -> bool:
+        """Whether predictions use the knowledge inputs: true unless the last dev-set
+        check in training found the model better without them (see `score`)."""
+        check = self.cfg.get("knowledge_check")
+        return True if not check else bool(check["on"])
+
+    def score(self, examples: Iterable[Example], **kwargs: Any) -> Dict[str, Any]:
+        """Score ``doc.cats`` (the component's scorer). In training (after `update`,
+        with ``check_knowledge`` and a KB or rules), the examples are the dev set: the
+        component first predicts them with its knowledge inputs and without them, keeps
+        knowledge on only if that scores strictly higher on the main score
+        (``cats_score``), records both scores in ``cfg["knowledge_check"]`` (saved with
+        the pipeline) and scores the setting it kept. Training still uses knowledge; only
+        predictions follow the check. A loaded pipeline never re-checks, so `spacy
+        evaluate` on a test set cannot change it."""
+        examples = list(examples)
+        featurizer = self.featurizer
+        if (self._trained_since_check and self.cfg.get("check_knowledge", True) and self.cfg["use_knowledge"]
+                and featurizer is not None and (self.kb is not None or self.rules is not None) and examples):
+            self._trained_since_check = False
+            self._check_knowledge(examples, **kwargs)
+        return super().score(examples, **kwargs)
+
+    def _check_knowledge(self, examples: List[Example], **kwargs: Any) -> None:
+        docs = [eg.predicted for eg in examples]
+        scores: Dict[bool, float] = {}
+        predictions: Dict[bool, Dict[str, Any]] = {}
+        previous = self.cfg.get("knowledge_check")
+        for on in (True, False):
+            self.cfg["knowledge_check"] = {"on": on}
+            predictions[on] = self.predict(docs)
+            self.set_annotations(docs, predictions[on])
+            value = super().score(examples, **kwargs).get("cats_score")
+            if value is None:  # nothing to score (no gold cats): leave the setting as it was
+                self.cfg["knowledge_check"] = previous
+                self.set_annotations(docs, self.predict(docs))
+                return
+            scores[on] = round(float(value), 6)  # as the saved cfg (JSON) keeps it
+        on = scores[True] > scores[False]
+        self.cfg["knowledge_check"] = {"on": on, "metric": "cats_score", "with": scores[True],
+                                       "without": scores[False]}
+        self.set_annotations(docs, predictions[on])
 
     @property
     def aux_loss_weights(self) -> Tuple[float, float]:
@@ -381,6 +437,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
         serialize.from_bytes(self, bytes_data, exclude=exclude)
+        self._trained_since_check = False
         return self
 
     def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
@@ -388,6 +445,7 @@ class SparseExpertTextCategorizer(TrainablePipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "SparseExpertTextCategorizer":
         serialize.from_disk(self, path, exclude=exclude)
+        self._trained_since_check = False
         return self
 
 

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .moe import SparseMoE
 from .pooling import POOLINGS
+from .rng import own_random_stream
 
 
 class ClassifierOutput(NamedTuple):
@@ -117,8 +118,16 @@ class MoEDocClassifier(nn.Module):
         self.exclusive = exclusive
         self.n_labels = n_labels
         self.n_experts = n_experts
-        self.knowledge_bag = nn.EmbeddingBag(max(1, n_knowledge_ids), d_knowledge, mode="sum")
-        nn.init.normal_(self.knowledge_bag.weight, std=0.1)
+        # Everything whose size depends on the knowledge (the id table, the routers'
+        # knowledge projections) draws from a random stream of its own, seeded by one
+        # draw from the global stream. The rest of the model therefore starts from the
+        # same weights with knowledge on or off, whatever the KB's size, and a
+        # difference between the two is the knowledge's, not a different initialisation.
+        self._knowledge_seed = int(torch.randint(0, 2**62, (1,), device="cpu").item())
+        with own_random_stream(self._knowledge_seed):
+            self.knowledge_bag = nn.EmbeddingBag(max(1, n_knowledge_ids), d_knowledge, mode="sum")
+            nn.init.normal_(self.knowledge_bag.weight, std=0.1)
+        self._knowledge_draws = 0
         n_knowledge = d_knowledge + n_dense
         self.moe = nn.ModuleList(
             SparseMoE(width, d_ff, n_experts, k, n_knowledge=n_knowledge, capacity_factor=capacity_factor)
@@ -149,6 +158,10 @@ class MoEDocClassifier(nn.Module):
         # so that models saved without it keep their exact tensors
         self.expert_bias_scale: Optional[nn.Parameter] = nn.Parameter(torch.zeros(1)) if knowledge_gate else None
         self.knowledge_dropout = float(knowledge_dropout)
+        # False: predict (not train) as if no document had knowledge, the way knowledge
+        # dropout trains a quarter of them; the component sets it from the dev-set check
+        # (not a tensor: the weights are the same either way)
+        self.knowledge_on = True
         self.dropout = nn.Dropout(dropout)
 
     def forward(
@@ -171,10 +184,17 @@ class MoEDocClassifier(nn.Module):
         x = self.encoder(**enc)
         n_tokens = x.shape[0]
         keep_doc: Optional[Tensor] = None
-        if self.training and self.knowledge_dropout > 0.0 and _has_knowledge(know_ids, know_dense, expert_bias,
+        if not self.training and not self.knowledge_on:
+            keep_doc = x.new_zeros(n_docs)
+            expert_bias, label_bias = torch.zeros_like(expert_bias), torch.zeros_like(label_bias)
+        elif self.training and self.knowledge_dropout > 0.0 and _has_knowledge(know_ids, know_dense, expert_bias,
                                                                                label_bias):
-            # no random draw without knowledge, so knowledge-free training is unchanged
-            keep_doc = (torch.rand(n_docs, device=x.device) >= self.knowledge_dropout).to(x.dtype)
+            # drawn from the knowledge's own stream, so the global stream (dropout, path
+            # dropout) follows the same sequence with knowledge on or off
+            self._knowledge_draws += 1
+            with own_random_stream(self._knowledge_seed + self._knowledge_draws):
+                keep_doc = torch.rand(n_docs) >= self.knowledge_dropout
+            keep_doc = keep_doc.to(device=x.device, dtype=x.dtype)
             expert_bias = expert_bias * keep_doc[doc_index].unsqueeze(1).to(expert_bias.dtype)
             label_bias = label_bias * keep_doc.unsqueeze(1).to(label_bias.dtype)
         if self.expert_bias_scale is not None:

@@ -10,6 +10,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import Tensor, nn
 
+from .rng import own_random_stream
+
 
 def at_least_fp32(t: Tensor) -> Tensor:
     """Upcast half / bfloat16 to fp32 (routing is precision sensitive); keep fp64."""
@@ -65,9 +67,12 @@ class TopKRouter(nn.Module):
         self.n_knowledge = n_knowledge
         self.jitter_noise = jitter_noise
         self.gate = nn.Linear(d_model, n_experts)
-        self.knowledge_proj: Optional[nn.Linear] = (
-            nn.Linear(n_knowledge, n_experts, bias=False) if n_knowledge > 0 else None
-        )
+        # its width depends on the knowledge; it starts at zero anyway, so its default
+        # initialisation must not move the global random stream
+        with own_random_stream():
+            self.knowledge_proj: Optional[nn.Linear] = (
+                nn.Linear(n_knowledge, n_experts, bias=False) if n_knowledge > 0 else None
+            )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
