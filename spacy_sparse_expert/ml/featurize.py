@@ -34,6 +34,23 @@ def hash_keys(keys: np.ndarray, seed: int, n_hashes: int) -> np.ndarray:
     return _OPS.hash(keys, seed)[:, :n_hashes]
 
 
+_DIGEST_MIX = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def token_digests(hash_ids: np.ndarray) -> np.ndarray:
+    """(N, C) hashed ids -> (N,) int64: a 64-bit digest of each token's row, the key
+    of the classifier's token cache (``torch/token_cache.py``). Each column is mixed in
+    with a xor, a multiplication by an odd constant (a bijection of uint64) and a
+    xor-shift, so two different rows share a digest only by a 64-bit collision."""
+    ids = np.ascontiguousarray(hash_ids).astype(np.uint64, copy=False)
+    key = np.full(ids.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for j in range(ids.shape[1]):
+        key ^= ids[:, j]
+        key *= _DIGEST_MIX
+        key ^= key >> np.uint64(31)
+    return key.view(np.int64)
+
+
 class HashFeaturizer:
     """Hashed ids of lexical attributes for :class:`~.torch.encoder.HashEncoder`.
 
@@ -322,6 +339,8 @@ def featurize_batch(
     else:
         enc = token_featurizer(docs)
     inputs: Dict[str, object] = {"enc": enc, "doc_index": doc_index(lengths), "n_docs": len(docs)}
+    if isinstance(token_featurizer, HashFeaturizer):
+        inputs["token_keys"] = token_digests(enc["hash_ids"])  # type: ignore[arg-type]
     inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size, norms=norms))
     inputs.update(knowledge_features(knowledge, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
     return inputs

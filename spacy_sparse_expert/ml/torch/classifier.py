@@ -12,8 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from .moe import SparseMoE
-from .pooling import POOLINGS
+from .pooling import POOLINGS, AttentionPool, segment_mean, segment_softmax
+from .encoder import HashEncoder
 from .rng import own_random_stream
+from .token_cache import Rows, TokenCache
 
 
 class ClassifierOutput(NamedTuple):
@@ -163,6 +165,9 @@ class MoEDocClassifier(nn.Module):
         # (not a tensor: the weights are the same either way)
         self.knowledge_on = True
         self.dropout = nn.Dropout(dropout)
+        # per-token states of a context-free model, computed once per distinct token in
+        # inference (token_cache.py); 0 slots turns it off
+        self.token_cache = TokenCache()
 
     def forward(
         self,
@@ -177,10 +182,16 @@ class MoEDocClassifier(nn.Module):
         know_dense: Tensor,
         expert_bias: Tensor,
         label_bias: Tensor,
+        token_keys: Optional[Tensor] = None,
     ) -> ClassifierOutput:
         """enc: encoder inputs; doc_index: (N,); bow_ids, bow_weights: (M,) with
         bow_offsets (B,); know_ids: (K,) with know_offsets (N,) (one bag per token);
-        know_dense: (N, n_dense); expert_bias: (N, E); label_bias: (B, L)."""
+        know_dense: (N, n_dense); expert_bias: (N, E); label_bias: (B, L); token_keys:
+        (N,) int64 digests of each token's encoder inputs, which let a context-free
+        model predict from its token cache (see :meth:`uses_token_cache`)."""
+        if token_keys is not None and self.uses_token_cache(know_ids, know_dense, expert_bias):
+            return self._forward_cached(enc, token_keys, doc_index, n_docs, bow_ids, bow_offsets, bow_weights,
+                                        know_ids, know_offsets, label_bias)
         x = self.encoder(**enc)
         n_tokens = x.shape[0]
         keep_doc: Optional[Tensor] = None
@@ -214,7 +225,83 @@ class MoEDocClassifier(nn.Module):
                 router_logits[i] = out.router_logits
                 if i == 0:
                     indices, weights = out.expert_indices, out.expert_weights
-        experts = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
+        return self._doc_outputs(x, aux, tuple(router_logits), indices, weights, doc_index, n_docs, bow_ids,
+                                 bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc)
+
+    def uses_token_cache(self, know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor) -> bool:
+        """Whether this forward can take each token's state from the token cache: in
+        inference, with an encoder that sees each token alone (a HashEncoder without
+        window blocks), an MoE without capacity limits (whose drops depend on the
+        batch), and no token-level knowledge input (none given, or knowledge off)."""
+        if self.training or self.token_cache.slots <= 0 or not len(self.moe):
+            return False
+        if not isinstance(self.encoder, HashEncoder) or len(self.encoder.blocks):
+            return False
+        if any(moe.capacity_factor is not None for moe in self.moe):
+            return False
+        if not self.knowledge_on:
+            return True
+        return not know_ids.numel() and not bool(know_dense.any()) and not bool(expert_bias.any())
+
+    def _token_rows(self, enc: Dict[str, Any], positions: Tensor) -> Rows:
+        """What the forward computes per token, for the tokens at ``positions``, each
+        computed alone: its routing and router logits and, with attention pooling, its
+        attention score and its projections through the two halves of the output layer
+        (whose sum over a document is the pooled vector's projection); otherwise its
+        state after the MoE layers."""
+        m = positions.shape[0]
+        x = self.encoder(hash_ids=enc["hash_ids"].index_select(0, positions),
+                         packed_pos=torch.arange(m, device=positions.device), n_packed=m)
+        rows: Rows = {}
+        for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):
+            # zero knowledge and no expert bias add nothing to the router's logits
+            out = moe(x, None, None)
+            x = norm(x + out.output)
+            rows[f"router_logits_{i}"] = out.router_logits
+            if i == 0:
+                rows["indices"], rows["weights"] = out.expert_indices, out.expert_weights
+        if isinstance(self.pool, AttentionPool):
+            width = x.shape[1]
+            rows["score"] = self.pool.score(x)
+            rows["attended"] = x @ self.output.weight[:, :width].t()
+            rows["averaged"] = x @ self.output.weight[:, width:].t()
+        else:
+            rows["x"] = x
+        return rows
+
+    def _forward_cached(self, enc: Dict[str, Any], token_keys: Tensor, doc_index: Tensor, n_docs: int,
+                        bow_ids: Tensor, bow_offsets: Tensor, bow_weights: Tensor, know_ids: Tensor,
+                        know_offsets: Tensor, label_bias: Tensor) -> ClassifierOutput:
+        rows = self.token_cache.gather(token_keys, [p for p in self.parameters()],
+                                       lambda positions: self._token_rows(enc, positions))
+        keep_doc = None if self.knowledge_on else label_bias.new_zeros(n_docs)
+        if keep_doc is not None:
+            label_bias = torch.zeros_like(label_bias)
+        router_logits = tuple(rows[f"router_logits_{i}"] for i in range(len(self.moe)))
+        aux = label_bias.new_zeros(2, dtype=torch.float32)  # the auxiliary losses are for training
+        if "x" in rows:
+            experts = None
+            x = rows["x"]
+        else:
+            # output(pool(x)) = sum_t a_t W1 x_t + mean_t W2 x_t + b, the W x_t cached
+            attn = segment_softmax(rows["score"].squeeze(1), doc_index, n_docs)
+            attended = rows["attended"]
+            experts = (attended.new_zeros(n_docs, attended.shape[1]).index_add(0, doc_index, attended * attn[:, None])
+                       + segment_mean(rows["averaged"], doc_index, n_docs) + self.output.bias)
+            x = attended
+        return self._doc_outputs(x, aux, router_logits, rows["indices"], rows["weights"], doc_index, n_docs,
+                                 bow_ids, bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc,
+                                 experts=experts)
+
+    def _doc_outputs(self, x: Tensor, aux: Tensor, router_logits: Tuple[Tensor, ...], indices: Tensor,
+                     weights: Tensor, doc_index: Tensor, n_docs: int, bow_ids: Tensor, bow_offsets: Tensor,
+                     bow_weights: Tensor, know_ids: Tensor, know_offsets: Tensor, label_bias: Tensor,
+                     keep_doc: Optional[Tensor], experts: Optional[Tensor] = None) -> ClassifierOutput:
+        """Pool the token states into each document's logits (unless ``experts`` gives
+        them) and add the document-level paths (the rules' label bias, the n-gram bag,
+        the knowledge bag)."""
+        if experts is None:
+            experts = self.output(self.dropout(self.pool(x, doc_index, n_docs)))
         rules = rule_logit_bias(label_bias.to(experts.dtype), self.label_bias_scale)
         contributions: Dict[str, Tensor] = {"experts": experts, "rules": rules}
         if self.bow is not None:
@@ -230,7 +317,7 @@ class MoEDocClassifier(nn.Module):
                 bag = bag * keep_doc.unsqueeze(1).to(bag.dtype)
             contributions["knowledge_bag"] = self.bow_scale * bag
         logits = sum_contributions(contributions)
-        return ClassifierOutput(logits, aux, tuple(router_logits), indices, weights, contributions)
+        return ClassifierOutput(logits, aux, router_logits, indices, weights, contributions)
 
     def _bow_weights(self, ids: Tensor, offsets: Tensor, weights: Tensor, n_docs: int) -> Tensor:
         """weights * idf, L2-normalised within each document's bag."""

