@@ -54,6 +54,10 @@ class Warnings(metaclass=ErrorsWithCodes):
             "no KB type or predicate, so the prior says nothing about them (they start from zero, as "
             "without the prior). Describe them in words the KB uses: [initialize.components.{name}] "
             "label_descriptions = {{\"{example}\": \"...\"}} (see `sparse-expert kb info` for its types).")
+    # W081: what a KB folder stores for loading (kb/views.py)
+    W081 = ("The entity arrays stored in {path} are damaged ({reason}), so they were built from the KB's arrays "
+            "instead ({seconds:.1f} s, at every load of this folder). Import the KB again, or save it with "
+            "KnowledgeBase.to_disk (or nlp.to_disk for a pipeline's copy), to store them whole.")
 
 class Errors(metaclass=ErrorsWithCodes):
     # --- RDF import (kb/) ------------------------------------------------------------

@@ -24,11 +24,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import numpy as np
-from scipy import sparse
 
 from .disambiguation import LinkResult, Mention
 
 if TYPE_CHECKING:  # pragma: no cover
+    from scipy import sparse
+
     from ..kb.views import EntityArrays
     from .linker import LinkerConfig
 
@@ -52,6 +53,8 @@ def _blocks(units: List[Tuple[np.ndarray, np.ndarray]]) -> List[List[Tuple[np.nd
 
 
 def _row_normalised(matrix: sparse.csr_matrix) -> sparse.csr_matrix:
+    from scipy import sparse
+
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return sparse.csr_matrix(sparse.diags(inv) @ matrix)
@@ -67,6 +70,10 @@ class CoherenceMatrices:
     """
 
     def __init__(self, arrays: "EntityArrays") -> None:
+        # imported here: scipy takes ~0.25 s to import, which every pipeline load paid
+        # although only the "coherence" method builds these matrices
+        from scipy import sparse
+
         n_ent = int(arrays.nbr_indptr.shape[0] - 1)
         self.adj = sparse.csr_matrix((np.ones(arrays.nbrs.shape[0], dtype=np.float32), arrays.nbrs,
                                       arrays.nbr_indptr), shape=(n_ent, n_ent))

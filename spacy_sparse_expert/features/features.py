@@ -25,10 +25,10 @@ from spacy.vocab import Vocab
 
 from .annotations import DEFAULT_LABEL, DocAnnotations, LinkRecord, RuleHit, register_extensions, write_annotations
 from ..kb.graph_features import sorted_unique
-from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, first_per_row
+from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, check_type_limit
 from .disambiguation import LinkResult
 from .linker import AliasLinker, LinkerConfig, blank_tokenizer, get_linker
-from .knowledge_arrays import BatchLinks, DocKnowledge, KnowledgeBatch, entity_id_rows, expand_spans, span_tokens
+from .knowledge_arrays import BatchLinks, DocKnowledge, KnowledgeBatch, expand_spans, span_tokens
 from .rule_matcher import FlatHits, RuleMatcher, csr_gather
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +74,7 @@ class KnowledgeFeaturizer:
         self.rules = rules
         self.labels: Tuple[str, ...] = tuple(labels)
         self.n_experts = int(n_experts)
+        check_type_limit(max_types_per_entity)
         self.max_types_per_entity = max_types_per_entity
         self.n_types = kb.n_types if kb is not None else 0
         self.n_predicates = kb.n_predicates if kb is not None else 0
@@ -91,18 +92,10 @@ class KnowledgeFeaturizer:
         self.n_rules = len(self.rule_matcher) if self.rule_matcher is not None else 0
         self._rule_offset = self.n_types + self.n_predicates
         self._flag_offset = self._rule_offset + self.n_rules
+        # used as they are (mapped from the KB folder when it stores them): a span gathers
+        # its entity's first max_types_per_entity types and its predicates from them, so
+        # nothing per entity is built here
         self._arrays = kb.entity_arrays if kb is not None else None
-        # cut once here, so each doc gathers at most max_types_per_entity types per span
-        a = self._arrays
-        self._types_indptr, self._types = first_per_row(
-            a.types_indptr if a is not None else np.zeros(1, dtype=np.int64),
-            a.types if a is not None else np.zeros(0, dtype=np.int64), max_types_per_entity)
-        # each entity's sparse ids (its types, then its predicates), one CSR built once, so a
-        # span gathers one row
-        self._entity_ids_indptr, self._entity_ids = entity_id_rows(
-            self._types_indptr, self._types,
-            a.preds_indptr if a is not None else np.zeros(1, dtype=np.int64),
-            a.preds if a is not None else np.zeros(0, dtype=np.int64), self.n_types)
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
         self._label_cache: Dict[int, str] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
@@ -212,9 +205,12 @@ class KnowledgeFeaturizer:
         max_types_per_entity (cached: spans share tuples)."""
         got = self._types_cache.get(ent)
         if got is None:
-            assert self.kb is not None
-            types, indptr = self.kb.types, self._types_indptr
-            got = tuple(types[t] for t in self._types[indptr[ent] : indptr[ent + 1]].tolist())
+            assert self.kb is not None and self._arrays is not None
+            indptr = self._arrays.types_indptr
+            start = int(indptr[ent])
+            end = min(int(indptr[ent + 1]), start + self.max_types_per_entity)
+            types = self.kb.types
+            got = tuple(types[t] for t in self._arrays.types[start:end].tolist())
             self._types_cache[ent] = got
         return got
 
@@ -249,14 +245,17 @@ class KnowledgeFeaturizer:
             ents = links.entities
             starts, ends = links.starts + offsets[links.docs], links.ends + offsets[links.docs]
             n_spans = len(ents)
-            # ids every token of a span gets: the entity's row, linked (+ ambiguous,
-            # lowercase) flags
-            ce, ve = csr_gather(self._entity_ids_indptr, self._entity_ids, ents)
+            # ids every token of a span gets: the entity's first types and its predicates,
+            # linked (+ ambiguous, lowercase) flags (in any order: the ids are sorted below)
+            ct, vt = csr_gather(arrays.types_indptr, arrays.types, ents, self.max_types_per_entity)
+            cp, vp = csr_gather(arrays.preds_indptr, arrays.preds, ents)
             amb = np.flatnonzero(links.n_candidates > 1)
             low = np.flatnonzero(links.lowercase)
-            span_idx = np.concatenate([np.repeat(np.arange(n_spans), ce), np.arange(n_spans), amb, low])
+            span_idx = np.concatenate([np.repeat(np.arange(n_spans), ct), np.repeat(np.arange(n_spans), cp),
+                                       np.arange(n_spans), amb, low])
             values = np.concatenate([
-                ve,
+                vt,
+                vp + self.n_types,
                 np.full(n_spans, f0 + _LINKED, dtype=np.int64),
                 np.full(len(amb), f0 + _AMBIGUOUS, dtype=np.int64),
                 np.full(len(low), f0 + _LOWERCASE, dtype=np.int64),

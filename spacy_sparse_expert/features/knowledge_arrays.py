@@ -102,20 +102,6 @@ class BatchLinks(NamedTuple):
                      for name in ("starts", "ends", "entities", "priors", "n_candidates", "lowercase")))
 
 
-def entity_id_rows(
-    types_indptr: np.ndarray, types: np.ndarray, preds_indptr: np.ndarray, preds: np.ndarray, n_types: int
-) -> Tuple[np.ndarray, np.ndarray]:
-    """entity -> [its types, n_types + its predicates] as one CSR (indptr, ids)."""
-    ct, cp = np.diff(types_indptr), np.diff(preds_indptr)
-    n_ent = len(ct)
-    rows = np.concatenate([np.repeat(np.arange(n_ent), ct), np.repeat(np.arange(n_ent), cp)])
-    values = np.concatenate([np.asarray(types, dtype=np.int64), np.asarray(preds, dtype=np.int64) + n_types])
-    order = np.argsort(rows, kind="stable")  # within an entity: types first, as before
-    indptr = np.zeros(n_ent + 1, dtype=np.int64)
-    np.cumsum(ct + cp, out=indptr[1:])
-    return indptr, values[order]
-
-
 def span_tokens(starts: np.ndarray, ends: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(span index, token index) for every token of every span, vectorised."""
     lengths = ends - starts
@@ -136,4 +122,4 @@ def expand_spans(
     return np.repeat(starts[span_idx], lengths) + offset, np.repeat(values, lengths)
 
 
-__all__ = ["BatchLinks", "DocKnowledge", "KnowledgeBatch", "entity_id_rows", "expand_spans", "span_tokens"]
+__all__ = ["BatchLinks", "DocKnowledge", "KnowledgeBatch", "expand_spans", "span_tokens"]

@@ -219,11 +219,15 @@ class RuleMatcher:
         return RuleHits(rows, np.repeat(starts, counts), np.repeat(ends, counts))
 
 
-def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Concatenate CSR rows `rows`: RETURNS (per-row counts, values), vectorised."""
+def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
+               limit: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Concatenate CSR rows `rows`, each cut to its first `limit` values (all if None):
+    RETURNS (per-row counts, values), vectorised."""
     rows = np.asarray(rows, dtype=np.int64)
     begin = indptr[rows]
     counts = indptr[rows + 1] - begin
+    if limit is not None:
+        counts = np.minimum(counts, limit)
     total = int(counts.sum())
     if total == 0:
         return counts, np.zeros((0,), dtype=np.int64)

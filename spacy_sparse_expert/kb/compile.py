@@ -365,7 +365,7 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
     temporary directory beside `output` and renamed into place, so a failed or interrupted
     import leaves a previous KB at `output` as it was. A concurrent import into the same
     directory fails with E012. Arguments as for `compile_kb`; ``phase`` also hears of the
-    last steps, alias index and write.
+    last steps, alias index, entity arrays and write.
     alias_index_lang (str | None): the language of spaCy's blank tokenizer whose alias
         index (kb/alias_index.py) is written with the KB, so that pipelines using it load
         without tokenizing the aliases; None writes none (a linker then builds it on first
@@ -409,6 +409,11 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
                 kb.alias_index = build_blank_alias_index(kb.alias_surfaces, alias_index_lang)
                 clock.end(aliases=kb.alias_index.n_aliases, sequences=kb.alias_index.n_sequences)
                 kb.meta["timing"]["phases"]["alias index"] = clock.seconds["alias index"]
+            # derived once here and stored with the KB (kb/views.py), not at every load
+            clock.start("entity arrays")
+            arrays = kb.entity_arrays
+            clock.end(entities=kb.n_entities, neighbour_links=int(arrays.nbrs.size))
+            kb.meta["timing"]["phases"]["entity arrays"] = clock.seconds["entity arrays"]
             clock.start("write")
             storage.replace_dir_atomically(output, kb.to_disk, check=check)
             clock.end(bytes=sum(f.stat().st_size for f in output.rglob("*") if f.is_file()))

@@ -79,6 +79,12 @@ def inferred_types(asserted: Sequence[int], closure: dict[int, tuple[int, ...]])
     return out
 
 
+def check_type_limit(limit: int) -> None:
+    """Raise E121 unless `limit` (types kept per entity) is an int >= 1."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise SparseExpertError(Errors.E121.format(value=limit))
+
+
 def first_per_row(indptr: np.ndarray, values: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """A CSR matrix cut to its first `limit` values per row.
 
@@ -86,8 +92,7 @@ def first_per_row(indptr: np.ndarray, values: np.ndarray, limit: int) -> tuple[n
     limit (int): most values kept per row (>= 1).
     RETURNS (tuple[np.ndarray, np.ndarray]): (indptr, values); the inputs if no row is longer.
     """
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise SparseExpertError(Errors.E121.format(value=limit))
+    check_type_limit(limit)
     indptr = np.asarray(indptr, dtype=np.int64)
     lengths = np.diff(indptr)
     if not len(lengths) or lengths.max() <= limit:
@@ -101,4 +106,4 @@ def first_per_row(indptr: np.ndarray, values: np.ndarray, limit: int) -> tuple[n
     return out_indptr, values[pos]
 
 
-__all__ = ["DEFAULT_MAX_TYPES_PER_ENTITY", "first_per_row", "inferred_types", "superclass_closure"]
+__all__ = ["DEFAULT_MAX_TYPES_PER_ENTITY", "check_type_limit", "first_per_row", "inferred_types", "superclass_closure"]

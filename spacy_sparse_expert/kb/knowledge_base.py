@@ -17,11 +17,17 @@ its offsets on its first lookup; the IRI and alias dictionaries are built on the
 lookup. So `from_disk` costs the same for any KB size, and a damaged file still fails
 with the coded error (E009/E110 naming the folder, file and field), only at first use.
 A KB built in memory or read from format 1 is checked whole when it is made.
+
+What text-side code derives from the arrays (`entity_arrays`, kb/views.py) and the alias
+index (kb/alias_index.py) are stored beside them by `kb import` and `to_disk`, and mapped
+from the folder on first use instead of being built or copied at every load.
 """
 from __future__ import annotations
 
 import threading
+import time
 import unicodedata
+import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -29,8 +35,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from ..errors import Errors, KBFormatError
-from . import kb_numbers, storage
+from ..errors import Errors, KBFormatError, Warnings
+from . import kb_numbers, storage, views
 from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
 from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, write_alias_index
 from .folding import fold_accents, folded_index, merge_candidates
@@ -142,6 +148,8 @@ class KnowledgeBase:
         self.path: Path | None = None
         self._alias_index_value: AliasIndex | None = None
         self._alias_index_reader: Callable[[], storage.Arrays | None] | None = None
+        # The folder's stored entity arrays (kb/views.py), read by `entity_arrays`.
+        self._entity_arrays_reader: Callable[[], storage.Arrays | None] | None = None
         # Whether a pipeline saving this KB refers to `path` instead of copying it
         # (the KB loader's `by_reference`; pipeline/serialize.py).
         self.by_reference = False
@@ -149,12 +157,16 @@ class KnowledgeBase:
     @property
     def alias_index(self) -> AliasIndex | None:
         """The aliases tokenized for one tokenizer (`alias_index.py`), or None. Read from
-        the folder on first access (it was mapped at load, from the same KB)."""
+        the folder on first access (it was mapped at load, from the same KB), its arrays
+        used in place; a damaged one counts as none (the linker builds it again)."""
         reader = self._alias_index_reader
         if reader is not None:
             with self._check_lock:
                 if self._alias_index_reader is not None:
-                    arrays = reader()
+                    try:
+                        arrays = reader()
+                    except ValueError:
+                        arrays = None
                     self._alias_index_value = None if arrays is None else index_from_arrays(arrays)
                     self._alias_index_reader = None
         return self._alias_index_value
@@ -421,8 +433,21 @@ class KnowledgeBase:
     @cached_property
     def entity_arrays(self) -> EntityArrays:
         """Per-entity CSR views (types, predicates, neighbours, idf) for linking and
-        featurizing, built on first use."""
-        return build_entity_arrays(self)
+        featurizing, made on first use: mapped from the KB folder's ``entity_arrays.npz``
+        when it holds them for this KB (kb/views.py), else built (W081 when that file is
+        damaged)."""
+        reader, self._entity_arrays_reader = self._entity_arrays_reader, None
+        try:
+            stored = reader() if reader is not None else None
+            arrays = views.from_stored(self, stored) if stored is not None else None
+        except KBFormatError:  # the KB's own arrays are damaged (its graph features): E009/E110 as ever
+            raise
+        except ValueError as err:
+            start = time.perf_counter()
+            arrays = build_entity_arrays(self)
+            warnings.warn(Warnings.W081.format(path=f"{self.path}/{storage.ENTITY_ARRAYS_FILE}", reason=err,
+                                               seconds=time.perf_counter() - start), stacklevel=2)
+        return arrays if arrays is not None else build_entity_arrays(self)
 
     def derived(self, key: Hashable, build: Callable[[], T]) -> T:
         """A structure derived from this (read-only) KB, built by `build()` on the first
@@ -487,13 +512,18 @@ class KnowledgeBase:
         """Write the KB to directory `path` (created if needed; existing KB files replaced,
         each by a rename, so a KB mapped from `path` stays whole).
 
-        format_version (int): 2 (default; memory-mapped on load) or 1 (the older layout,
-            loaded whole).
+        format_version (int): 2 (default; memory-mapped on load, with the entity arrays
+            stored beside: kb/views.py) or 1 (the older layout, loaded whole).
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tables = {name: getattr(self, name) for name in TABLE_NAMES}
         self.meta = storage.write_parts(path, self.meta, tables, dict(self._arrays), version=format_version)
+        if format_version >= 2:
+            storage.write_aligned_arrays(path, storage.ENTITY_ARRAYS_FILE,
+                                         views.stored_arrays(self.entity_arrays, self.meta["content_sha256"]))
+        else:  # a format-1 folder has no content digest to key them with
+            storage.remove_extra(path, storage.ENTITY_ARRAYS_FILE)
         if self.alias_index is not None:
             write_alias_index(path, self.alias_index)
 
@@ -508,6 +538,7 @@ class KnowledgeBase:
         kb = cls._from_parts(meta, tables, arrays, Path(path), lazy_checks=meta["format_version"] >= 2)
         kb.path = Path(path)
         kb._alias_index_reader = extras[storage.ALIAS_INDEX_FILE]
+        kb._entity_arrays_reader = extras[storage.ENTITY_ARRAYS_FILE]
         return kb
 
     def to_bytes(self) -> bytes:

@@ -1,6 +1,7 @@
 """The steps of an RDF import, timed and reported as they start and end: parse,
-entities, types, relations, graph features, aliases, write. A long compile step then
-shows its name and, when done, its counts and seconds, instead of a stalled triple count."""
+entities, types, relations, graph features, aliases, alias index, entity arrays, write.
+A long compile step then shows its name and, when done, its counts and seconds, instead
+of a stalled triple count."""
 from __future__ import annotations
 
 import time
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 class Phase:
     """One step of an import, reported to a ``phase`` callback when it starts (seconds
     None, no counts) and when it ends. The steps, in order: parse, entities, types,
-    relations, graph features, aliases, write (``import_rdf`` only)."""
+    relations, graph features, aliases, then (``import_rdf`` only) alias index, entity
+    arrays and write."""
 
     name: str
     counts: dict[str, int] = field(default_factory=dict)

@@ -119,6 +119,16 @@ class StringTable(Sequence[str]):
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking sequences are unhashable
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> StringTable:
+        # Read-only, so a deep copy is the table itself; copying would also fail on the map
+        # (spaCy deep-copies a model whose linker holds the KB's alias surfaces).
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # For pickling (multiprocessing): the table's own bytes and offsets, never the map.
+        offsets = np.asarray(self._offsets, dtype=np.int64)
+        return (_table_from_parts, (self.raw_bytes(), offsets - offsets[0], self.name, self.where))
+
     def __repr__(self) -> str:
         return f"<StringTable {self.name} rows={self._n}>"
 
@@ -133,6 +143,11 @@ class StringTable(Sequence[str]):
     def row_lengths(self) -> np.ndarray:
         """int64 (rows,) byte length of each row."""
         return np.diff(np.asarray(self._offsets, dtype=np.int64))
+
+
+def _table_from_parts(blob: bytes, offsets: np.ndarray, name: str, where: str) -> StringTable:
+    """A pickled `StringTable` (`StringTable.__reduce__`)."""
+    return StringTable(blob, offsets, 0, offsets.shape[0] - 1, name=name, where=where)
 
 
 __all__ = ["StringTable", "encode_tables"]

@@ -166,7 +166,7 @@ def test_a_kb_with_an_index_may_be_replaced_by_an_import(fixtures_dir: Path, tmp
         AliasLinker(nlp.vocab, KnowledgeBase.from_disk(out))
     (out / ".alias_index.npz.tmp-abcd1234").write_bytes(b"left by a killed write")
     kb = import_rdf([fixtures_dir / "features_kb.ttl"], out)
-    assert sorted(p.name for p in out.iterdir()) == sorted([*storage.KB_FILES, storage.ALIAS_INDEX_FILE])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*storage.KB_FILES, *storage.KB_EXTRA_FILES])
     assert KnowledgeBase.from_disk(out).n_aliases == kb.n_aliases
 
 

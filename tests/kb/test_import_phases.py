@@ -39,7 +39,7 @@ def test_import_adds_the_write_step(fixtures_dir: Path, tmp_path: Path) -> None:
     seen: list[Phase] = []
     out = tmp_path / "kb"
     import_rdf([fixtures_dir / "kb_small.ttl"], out, phase=seen.append)
-    assert [p.name for p in seen if p.seconds is not None] == [*STEPS, "alias index", "write"]
+    assert [p.name for p in seen if p.seconds is not None] == [*STEPS, "alias index", "entity arrays", "write"]
     written = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     assert seen[-1].counts == {"bytes": written} and written > 0
 
@@ -58,7 +58,7 @@ def test_kb_import_prints_a_line_per_step(fixtures_dir: Path, tmp_path: Path, mo
     result = CliRunner().invoke(app, ["kb", "import", str(fixtures_dir / "kb_small.ttl"), "-o", str(tmp_path / "kb")])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    for name in [*STEPS, "alias index", "write"]:
+    for name in [*STEPS, "alias index", "entity arrays", "write"]:
         line = next((line for line in lines if line.startswith(name + " ")), None)
         assert line is not None, (name, result.output)
         assert " s " in line

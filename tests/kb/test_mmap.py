@@ -62,7 +62,7 @@ def test_storage_and_kb_name_the_same_arrays_and_tables() -> None:
 
 
 def test_format_2_folder_is_memory_mapped(compiled: KnowledgeBase, v2_dir: Path) -> None:
-    assert sorted(p.name for p in v2_dir.iterdir()) == sorted(storage.KB_FILES_V2)
+    assert sorted(p.name for p in v2_dir.iterdir()) == sorted([*storage.KB_FILES_V2, storage.ENTITY_ARRAYS_FILE])
     kb = KnowledgeBase.from_disk(v2_dir)
     assert kb.meta["format_version"] == 2 and len(kb.meta["content_sha256"]) == 64
     assert all(_mapped(kb.array(name)) for name in ARRAY_DTYPES if kb.array(name).size)
@@ -100,7 +100,8 @@ def test_format_1_is_still_read(compiled: KnowledgeBase, tmp_path: Path) -> None
     assert_same_content(old, compiled)
     # and a format 1 folder rewritten as format 2 in place holds only format 2 files
     old.to_disk(tmp_path / "old")
-    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted(storage.KB_FILES_V2)
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == sorted([*storage.KB_FILES_V2,
+                                                                          storage.ENTITY_ARRAYS_FILE])
     assert_same_content(KnowledgeBase.from_disk(tmp_path / "old"), compiled)
 
 
@@ -123,6 +124,19 @@ def test_strings_round_trip_any_text(tmp_path: Path) -> None:
     assert aliases_digest(table) == aliases_digest(texts)
     with pytest.raises(IndexError):
         table[len(texts)]
+
+
+def test_a_mapped_table_is_deep_copied_as_itself_and_pickled_as_its_bytes(v2_dir: Path) -> None:
+    """A linker keeps the KB's alias surfaces (a mapped StringTable): spaCy deep-copies the
+    model holding it (resume_training) and multiprocessing pickles it."""
+    import copy
+
+    table = KnowledgeBase.from_disk(v2_dir).alias_surfaces
+    assert isinstance(table, StringTable) and copy.deepcopy(table) is table
+    restored = pickle.loads(pickle.dumps(table))
+    assert isinstance(restored, StringTable) and list(restored) == list(table) and len(restored) == len(table)
+    assert (restored.name, restored.where) == (table.name, table.where)
+    assert aliases_digest(restored) == aliases_digest(table)
 
 
 def test_content_hash_is_the_same_for_the_same_graph(fixtures_dir: Path, tmp_path: Path) -> None:

@@ -326,7 +326,7 @@ def test_kb_import_output_shapes(shape: str, tmp_path: Path, template_kb: Path) 
         import_rdf(sources, output)
         kb = KnowledgeBase.from_disk(output)
         assert kb.n_entities == 12 and kb.meta["format"] == storage.KB_FORMAT
-        assert sorted(p.name for p in output.iterdir()) == sorted([*storage.KB_FILES, storage.ALIAS_INDEX_FILE])
+        assert sorted(p.name for p in output.iterdir()) == sorted([*storage.KB_FILES, *storage.KB_EXTRA_FILES])
         out = output.relative_to(root).as_posix()
         kept = {k: v for k, v in before.items() if k != out and not k.startswith(out + "/")}
         after = snapshot(root)
