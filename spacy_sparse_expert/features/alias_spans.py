@@ -27,6 +27,7 @@ from spacy.strings import hash_string
 from ..errors import Warnings
 from ..kb.alias_index import AliasIndex, aliases_digest, build_alias_index, write_alias_index
 from ..kb.folding import fold_accents
+from .hash_lookup import SortedHashes
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -140,6 +141,7 @@ class AliasPatterns:
             raise RuntimeError("alias hashes collide under every multiplier")
         self._key_order = order
         self.keys = keys[order]
+        self._key_index = SortedHashes(self.keys)
         # A bitmap of the keys' top bits: most windows are no alias, and one gather from a
         # 1 MiB table rejects them far faster than a binary search over every key would.
         self._maybe = np.zeros(1 << _FILTER_BITS, dtype=bool)
@@ -200,9 +202,8 @@ class AliasPatterns:
         keys = (prefix[s + length] - prefix[s]) * self._inv[s]  # = sum_t lowers[s + t] * base**t
         maybe = self._maybe[keys >> np.uint64(64 - _FILTER_BITS)]
         s, length, keys = s[maybe], length[maybe], keys[maybe]
-        k = np.searchsorted(self.keys, keys)
-        k[k == self.keys.shape[0]] = 0
-        hit = self.keys[k] == keys
+        k = self._key_index.find(keys)
+        hit = k >= 0
         s, length, pat = s[hit], length[hit], self._key_order[k[hit]]
         # a hash is only a hint: keep the windows whose tokens are the pattern's
         ok = self.lengths[pat] == length

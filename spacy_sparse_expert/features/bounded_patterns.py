@@ -36,6 +36,7 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
+from .hash_lookup import SortedHashes
 from .pattern_nfa import StackedNFA
 from ..rules.pattern_bounds import OP_RANGE, DEFAULT_MAX_MATCH_LENGTH, MAX_OPTIONAL_STEPS, unbounded_reason
 
@@ -102,6 +103,7 @@ class BoundedPatterns:
         self._stacked: Optional[StackedNFA] = None  # the every_match patterns as one NFA
         self._known = np.zeros(0, dtype=np.uint64)     # sorted ORTH hashes already tested
         self._known_rows = np.zeros((0, 0), dtype=np.bool_)  # (n_known, n_lexeme_specs)
+        self._known_index: Optional[SortedHashes] = None  # of _known (rebuilt when it changes)
 
     def __len__(self) -> int:
         return len(self._patterns)
@@ -202,9 +204,7 @@ class BoundedPatterns:
         n = len(batch.orths)
         passes = np.zeros((len(self._spec_index), n), dtype=np.bool_)
         if self._lexeme_specs and n:
-            words, inverse = np.unique(batch.orths, return_inverse=True)
-            rows = self._word_rows(words)
-            passes[self._lexeme_specs] = rows[inverse.reshape(-1)].T
+            passes[self._lexeme_specs] = self._orth_rows(batch.orths).T
         if self._token_specs:
             strings = self.vocab.strings
             for doc, offset in zip(batch.docs, batch.offsets.tolist()):
@@ -212,27 +212,31 @@ class BoundedPatterns:
                     passes[int(strings[k]), offset + s] = True
         return passes
 
-    def _word_rows(self, words: np.ndarray) -> np.ndarray:
-        """(len(words), n_lexeme_specs) test results of sorted distinct ORTH hashes; words
-        not seen before are tested now (one Matcher call on a doc of them) and kept."""
-        known = self._known
-        pos = np.searchsorted(known, words)
-        found = pos < len(known)
-        found[found] = known[pos[found]] == words[found]
-        if not found.all():
-            new = words[~found]
+    def _orth_rows(self, orths: np.ndarray) -> np.ndarray:
+        """(len(orths), n_lexeme_specs) test results of ORTH hashes, by a hash lookup in the
+        words seen before; the words not seen before are tested now (one Matcher call on
+        a doc of them) and kept."""
+        if self._known_index is None or self._known_index.keys is not self._known:
+            self._known_index = SortedHashes(self._known)
+        pos = self._known_index.find(orths)
+        missing = pos < 0
+        if missing.any():
+            new = np.unique(orths[missing])
+            known = self._known
+            if len(known) + len(new) > MAX_CACHED_WORDS:  # start afresh with this batch's words
+                known, self._known_rows = np.zeros(0, dtype=np.uint64), self._known_rows[:0]
+                new = np.unique(orths)
             strings = self.vocab.strings
             vocab_doc = Doc(self.vocab, words=[strings[int(h)] for h in new.tolist()])
             col = {spec: j for j, spec in enumerate(self._lexeme_specs)}
             rows = np.zeros((len(new), len(self._lexeme_specs)), dtype=np.bool_)
             for k, s, _ in self._lexeme_tests(vocab_doc):
                 rows[s, col[int(strings[k])]] = True
-            if len(known) + len(new) > MAX_CACHED_WORDS:
-                known, self._known_rows = np.zeros(0, dtype=np.uint64), self._known_rows[:0]
             at = np.searchsorted(known, new)
             self._known = np.insert(known, at, new)
             self._known_rows = np.insert(self._known_rows, at, rows, axis=0)
-            pos = np.searchsorted(self._known, words)
+            self._known_index = SortedHashes(self._known)
+            pos = self._known_index.find(orths)
         return self._known_rows[pos]
 
     def accepting(

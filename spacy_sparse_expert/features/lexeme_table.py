@@ -10,7 +10,7 @@ takes the attributes of its folded form's lexeme, exactly as a Doc of folded wor
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
 from spacy.strings import hash_string
@@ -18,6 +18,7 @@ from spacy.vocab import Vocab
 
 from ..kb.folding import fold_accents
 from .alias_spans import AliasPatterns
+from .hash_lookup import SortedHashes
 
 CAP, LOWERCASE, SPACE, SENT_BREAK, TITLE = 1, 2, 4, 8, 16
 
@@ -41,6 +42,11 @@ class LexemeTable:
         self.lower = np.zeros(0, dtype=np.uint64)
         self.first_row = np.zeros(0, dtype=np.int64)
         self.flags = np.zeros(0, dtype=np.uint8)
+        # a small int per distinct LOWER hash (words that differ only in case share it), so
+        # that the linker compares words without sorting the batch's hashes
+        self.lower_id = np.zeros(0, dtype=np.int64)
+        self._lower_ids: Dict[int, int] = {}
+        self._index = SortedHashes(self.orths)
 
     def __len__(self) -> int:
         return int(self.orths.shape[0])
@@ -55,11 +61,7 @@ class LexemeTable:
         return pos
 
     def _find(self, orths: np.ndarray) -> np.ndarray:
-        if not self.orths.shape[0]:
-            return np.full(orths.shape[0], -1, dtype=np.int64)
-        pos = np.searchsorted(self.orths, orths)
-        pos[pos == self.orths.shape[0]] = 0
-        return np.where(self.orths[pos] == orths, pos, -1)
+        return self._index.find(orths)
 
     def _row(self, orth: int) -> Tuple[int, int]:
         lex = self.vocab[orth]
@@ -85,6 +87,10 @@ class LexemeTable:
         self.lower = np.insert(self.lower, at, lower)
         self.first_row = np.insert(self.first_row, at, self.patterns.first_rows(lower))
         self.flags = np.insert(self.flags, at, flags)
+        ids = self._lower_ids
+        self.lower_id = np.insert(self.lower_id, at, np.array([ids.setdefault(r[0], len(ids)) for r in rows],
+                                                              dtype=np.int64))
+        self._index = SortedHashes(self.orths)
 
 
 __all__ = ["CAP", "LOWERCASE", "LexemeTable", "SENT_BREAK", "SPACE", "TITLE"]

@@ -305,11 +305,8 @@ class AliasLinker:
         drop = single & ~lower & inside_name
         at_start = single & ~lower & ~drop & sent_start[starts]
         if at_start.any():
-            # (doc, word) as one int: the word's rank among the batch's distinct hashes
-            order = np.argsort(lowers, kind="stable")
-            ranked = lowers[order]
-            words = np.empty(lowers.shape[0], dtype=np.int64)
-            words[order] = np.cumsum(np.concatenate([[0], ranked[1:] != ranked[:-1]]))
+            # (doc, word) as one int: the word's LOWER id in the lexeme table
+            words = self.lexemes.lower_id[rows]
             word_in_doc = doc_of * (int(words.max()) + 1) + words
             asked = word_in_doc[starts[at_start]]
             in_lower = _isin_sorted(asked, np.sort(word_in_doc[(flags & lex.LOWERCASE) != 0]))
