@@ -11,7 +11,8 @@ Method
 - Threads: ``OMP_NUM_THREADS=1`` (set before torch is imported) here and in every Ray
   actor (Ray gives a 1-CPU actor one thread), so one actor and ``nlp.pipe`` do the same
   work on one core and the 2-actor run shows what a second core adds.
-- Ray is started once, before the rounds (loopback, 2 CPUs, no dashboard); its start
+- Ray is started once, before the rounds, with the settings of the Ray ``annotate``
+  starts (loopback, 2 CPUs, no dashboard, workers at this process's priority); its start
   time is reported, not counted in the runs, as a cluster would already be running.
 - Each round runs the four systems once, the order rotated by one per round. A run is:
   ``nlp.pipe``: one pass over the texts with the pipeline loaded before the round (the
@@ -20,7 +21,10 @@ Method
   the input, loading the pipeline (in each Ray actor), and writing Parquet shards.
 - Figures: documents/s of the best and the median run per system; the Ray overhead at one
   actor (seconds of a 1-actor Ray run / seconds of the ``nlp.pipe`` pass of the same round,
-  minus 1), per round and its median; all from this one run. The outputs of the three
+  minus 1), per round and its median; all from this one run. Each annotate run also
+  stores its ``startup_seconds`` (engine start until every pipeline was loaded: in Ray,
+  the actors' processes, imports and loads) and the steady documents/s after it, and the
+  steady Ray overhead (the 1-actor run less its startup, against the same ``nlp.pipe``). The outputs of the three
   annotate runs are checked to be identical to each other and their cats equal to
   ``nlp.pipe``'s (to 1e-6).
 - The machine is shared: the load average before and after is stored with the figures.
@@ -36,7 +40,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, for a
 
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import logging  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -79,6 +82,7 @@ def main(argv: List[str]) -> None:
     import spacy
 
     from spacy_sparse_expert.annotate import annotate, read_output
+    from spacy_sparse_expert.annotate.engines import local_ray_options
 
     load_before = os.getloadavg()
     records = load_texts(args.corpus, args.copies)
@@ -93,8 +97,7 @@ def main(argv: List[str]) -> None:
         batch_size = nlp.batch_size
         list(nlp.pipe(texts[:32], batch_size=batch_size))  # warm-up
         began = time.perf_counter()
-        ray.init(num_cpus=2, object_store_memory=256 << 20, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(**local_ray_options(2, 256))  # the settings of the Ray `annotate` starts
         ray_start_seconds = time.perf_counter() - began
 
         def run(system: str, out: Path) -> float:
@@ -106,12 +109,17 @@ def main(argv: List[str]) -> None:
                 return seconds
             engine, actors = {"annotate_local": ("local", 1), "ray_1_actor": ("ray", 1),
                               "ray_2_actors": ("ray", 2)}[system]
-            annotate(args.model, source, out, engine=engine, num_actors=actors, shard_size=args.shard_size,
-                     batch_size=batch_size)
-            return time.perf_counter() - began
+            summary = annotate(args.model, source, out, engine=engine, num_actors=actors,
+                               shard_size=args.shard_size, batch_size=batch_size)
+            seconds = time.perf_counter() - began
+            startup[system].append(summary.startup_seconds)
+            steady[system].append(summary.seconds - summary.startup_seconds)
+            return seconds
 
         pipe_cats: List[List[Dict[str, float]]] = []
         seconds: Dict[str, List[float]] = {s: [] for s in SYSTEMS}
+        startup: Dict[str, List[float]] = {s: [] for s in SYSTEMS[1:]}
+        steady: Dict[str, List[float]] = {s: [] for s in SYSTEMS[1:]}
         outputs: Dict[str, Path] = {}
         for round_ in range(args.rounds):
             order = SYSTEMS[round_ % len(SYSTEMS):] + SYSTEMS[:round_ % len(SYSTEMS)]
@@ -129,6 +137,7 @@ def main(argv: List[str]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     overhead = [ray / pipe - 1 for ray, pipe in zip(seconds["ray_1_actor"], seconds["nlp_pipe"])]
     extra = [ray - pipe for ray, pipe in zip(seconds["ray_1_actor"], seconds["nlp_pipe"])]
+    steady_overhead = [ray / pipe - 1 for ray, pipe in zip(steady["ray_1_actor"], seconds["nlp_pipe"])]
     result: Dict[str, Any] = {
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
@@ -141,7 +150,11 @@ def main(argv: List[str]) -> None:
         "docs_per_second": {s: {"best": len(texts) / min(v), "median": len(texts) / statistics.median(v),
                                 "seconds": v} for s, v in seconds.items()},
         "ray_overhead_1_actor_vs_nlp_pipe": {"per_round": overhead, "median": statistics.median(overhead),
-                                             "extra_seconds_per_round": extra},
+                                             "extra_seconds_per_round": extra,
+                                             "steady_per_round": steady_overhead,
+                                             "steady_median": statistics.median(steady_overhead)},
+        "startup_seconds": {s: v for s, v in startup.items()},
+        "steady_docs_per_second": {s: {"median": len(texts) / statistics.median(v)} for s, v in steady.items()},
         "outputs_identical_local_ray1_ray2": identical,
         "max_cats_difference_annotate_vs_nlp_pipe": cats_diff,
     }

@@ -1,132 +1,157 @@
 """The engines of `sparse-expert annotate`: the same shard function run by `nlp.pipe` in
-this process (`run_local`) or by Ray Data actors that each load the pipeline once
-(`run_ray`). Both hand finished shards to the same `on_shard` callback, which writes them,
-so the two engines write identical files.
+this process (`run_local`) or by Ray actors that each load the pipeline once
+(`run_ray`). A shard comes back as the bytes of its output file, made where its
+documents were annotated; both engines hand it to the same `on_shard` callback, which
+writes it, so the two engines write identical files.
 
 Ray is imported only inside `run_ray`: the package works without it.
 """
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import Errors, SparseExpertError
-from ..features.annotations import SPANS_KEY
 from .reader import Record, Shard, read_shard
-from .shards import Row
-
-# (shard index, rows) for each finished shard, in the order shards finish
-OnShard = Callable[[int, List[Row]], None]
+from .rows import Row, RowError, ShardColumns, doc_row, error_row
 
 
-def doc_row(record: Record, doc: Any) -> Row:
-    """The output row of an annotated document."""
-    spans = doc.spans[SPANS_KEY] if SPANS_KEY in doc.spans else ()
-    hits = doc._.rule_hits or () if doc.has_extension("rule_hits") else ()
-    return {
-        "row": record.row,
-        "id": record.id,
-        "cats": {label: float(score) for label, score in doc.cats.items()},
-        "entities": [{"iri": s.kb_id_, "start": s.start, "end": s.end, "start_char": s.start_char,
-                      "end_char": s.end_char, "label": s.label_, "text": s.text} for s in spans],
-        "rule_hits": [{"rule": rule, "start": start, "end": end} for rule, start, end in hits],
-        "error": None,
-    }
+class ShardOutput(NamedTuple):
+    """One annotated shard: `data` is its output file's content, `n_rows` its rows,
+    `errors` (row, id, message) of its documents that were not annotated."""
+
+    number: int
+    data: bytes
+    n_rows: int
+    errors: Tuple[RowError, ...]
 
 
-def error_row(record: Record, error: str) -> Row:
-    return {"row": record.row, "id": record.id, "cats": None, "entities": [], "rule_hits": [], "error": error}
+# each finished shard, in the order shards finish
+OnShard = Callable[[ShardOutput], None]
+
+
+def annotated_docs(nlp: Any, records: Sequence[Record],
+                   batch_size: int) -> Iterator[Tuple[Record, Optional[Any], Optional[str]]]:
+    """(record, doc, None) or (record, None, error) for each of `records`, in order.
+    The texts go through `nlp.pipe` in batches of `batch_size`; when a batch fails, its
+    documents are run one at a time so that only the failing ones get an error (the
+    exception's type and message)."""
+    chunk: List[Record] = []
+    n_good = 0
+    for record in records:
+        chunk.append(record)
+        n_good += record.error is None
+        if n_good == batch_size:
+            yield from _annotate_chunk(nlp, chunk, batch_size)
+            chunk, n_good = [], 0
+    if chunk:
+        yield from _annotate_chunk(nlp, chunk, batch_size)
+
+
+def _annotate_chunk(nlp: Any, chunk: List[Record],
+                    batch_size: int) -> Iterator[Tuple[Record, Optional[Any], Optional[str]]]:
+    good = [record for record in chunk if record.error is None]
+    try:
+        docs = list(nlp.pipe([r.text for r in good], batch_size=batch_size)) if good else []
+    except Exception:  # one bad document must not stop the job: find it below
+        docs = []
+    by_row: Dict[int, Any] = {r.row: doc for r, doc in zip(good, docs)} if len(docs) == len(good) else {}
+    for record in chunk:
+        if record.error is not None:
+            yield record, None, record.error
+        elif by_row:
+            yield record, by_row[record.row], None
+        else:
+            try:
+                doc = nlp(record.text)
+            except Exception as err:  # reported with the document's row; the job goes on
+                yield record, None, f"row {record.row}: {type(err).__name__}: {err}"
+            else:
+                yield record, doc, None
 
 
 def annotate_records(nlp: Any, records: Sequence[Record], batch_size: int) -> List[Row]:
-    """Rows for `records`, in order. Texts go through `nlp.pipe` in batches of
-    `batch_size`; when a batch fails, its documents are run one at a time so that only
-    the failing ones become error rows (with the exception's type and message)."""
-    rows: Dict[int, Row] = {}
-    good = []
-    for record in records:
-        if record.error is not None:
-            rows[record.row] = error_row(record, record.error)
-        else:
-            good.append(record)
-    for start in range(0, len(good), batch_size):
-        batch = good[start:start + batch_size]
-        try:
-            docs = list(nlp.pipe([r.text for r in batch], batch_size=batch_size))
-        except Exception:  # one bad document must not stop the job: find it below
-            docs = []
-        if len(docs) == len(batch):
-            for record, doc in zip(batch, docs):
-                rows[record.row] = doc_row(record, doc)
-            continue
-        for record in batch:
-            try:
-                rows[record.row] = doc_row(record, nlp(record.text))
-            except Exception as err:  # reported with the document's id; the job goes on
-                rows[record.row] = error_row(record, f"row {record.row}: {type(err).__name__}: {err}")
-    return [rows[r.row] for r in records]
+    """The output rows of `records`, in order, as dicts (see `annotated_docs`)."""
+    return [doc_row(record, doc) if error is None else error_row(record, error)
+            for record, doc, error in annotated_docs(nlp, records, batch_size)]
 
 
 class ShardAnnotator:
-    """Loads the pipeline once; turns one shard description into that shard's rows.
-    Used as is by the local engine and as the Ray Data actor class."""
+    """Loads the pipeline once; turns one shard description into that shard's output.
+    Used as is by the local engine and as the Ray actor class."""
 
     def __init__(self, *, model: str, input_path: str, input_format: str, text_field: str, id_field: str,
-                 batch_size: int, use_gpu: bool = False) -> None:
+                 batch_size: int, output_format: str, use_gpu: bool = False) -> None:
         import spacy
 
+        began = time.perf_counter()
         if use_gpu:
             spacy.require_gpu()
         self.nlp = spacy.load(model)
+        self.load_seconds = time.perf_counter() - began
         self.input_path = Path(input_path)
         self.input_format = input_format
         self.text_field = text_field
         self.id_field = id_field
         self.batch_size = batch_size
+        self.output_format = output_format
 
-    def shard_rows(self, shard: Shard) -> List[Row]:
+    def ready(self) -> float:
+        """The seconds the pipeline took to load (Ray: answered once the actor is up)."""
+        return self.load_seconds
+
+    def shard_output(self, shard: Shard) -> ShardOutput:
         records = read_shard(self.input_path, self.input_format, shard, text_field=self.text_field,
                              id_field=self.id_field)
-        return annotate_records(self.nlp, records, self.batch_size)
-
-    def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
-        """Ray Data: a batch of shard descriptions -> one row per shard, its rows msgpacked
-        (one shard stays one row, however Ray Data cuts blocks; msgpack keeps floats exact)."""
-        import msgpack
-        import numpy as np
-
-        payloads = []
-        for values in zip(*(batch[name] for name in Shard._fields)):
-            shard = Shard(*(int(v) for v in values))
-            payloads.append(msgpack.packb(self.shard_rows(shard), use_bin_type=True))
-        return {"shard": np.asarray(batch["number"]), "rows": np.array(payloads, dtype=object)}
+        columns = ShardColumns()
+        for record, doc, error in annotated_docs(self.nlp, records, self.batch_size):
+            if error is None:
+                columns.add_doc(record, doc)
+            else:
+                columns.add_error(record, error)
+        return ShardOutput(shard.number, columns.encode(self.output_format), len(columns), tuple(columns.errors()))
 
 
-def run_local(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard) -> None:
-    """Annotate `shards` with `nlp.pipe` in this process."""
+def run_local(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard) -> float:
+    """Annotate `shards` with `nlp.pipe` in this process. RETURNS (float): the
+    `time.perf_counter()` at which the pipeline was loaded."""
     annotator = ShardAnnotator(**annotator_kwargs)
+    ready_at = time.perf_counter()
     for shard in shards:
-        on_shard(shard.number, annotator.shard_rows(shard))
+        on_shard(annotator.shard_output(shard))
+    return ready_at
 
 
-# Ray Data's own progress bars and statistics, off while `run_ray` runs (restored after)
-_QUIET_DATA_CONTEXT = {"enable_progress_bars": False, "enable_operator_progress_bars": False,
-                       "enable_auto_log_stats": False}
+def local_ray_options(num_cpus: int, object_store_mb: int) -> Dict[str, Any]:
+    """The `ray.init` settings of the local Ray that `run_ray` starts (also used by the
+    benchmarks and tests, so that they measure the same Ray): loopback, no dashboard,
+    `num_cpus` CPUs, an object store of `object_store_mb` MB, no worker logs on the
+    terminal, and workers at the driver's priority. Ray starts its workers 15 nice levels
+    below the raylet by default (`worker_niceness`) to keep drivers responsive; here the
+    actors do all of the work while the driver waits, and on a machine shared with other
+    jobs those actors were starved behind every other process (an actor at nice 19 beside
+    `--engine local` at nice 5 under the same load)."""
+    return {"num_cpus": num_cpus, "object_store_memory": object_store_mb << 20, "include_dashboard": False,
+            "_node_ip_address": "127.0.0.1", "logging_level": logging.WARNING, "log_to_driver": False,
+            "_system_config": {"worker_niceness": 0}}
 
 
 def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard, *, num_actors: int,
             num_gpus: float = 0.0, address: Optional[str] = None, num_cpus: Optional[int] = None,
-            object_store_mb: int = 512) -> None:
-    """Annotate `shards` with Ray Data: `num_actors` actors, each loading the pipeline
-    once, one shard per call. Starts a local Ray (loopback, no dashboard, `num_cpus`
-    CPUs, a bounded object store) unless Ray is running in this process or `address`
-    names a cluster to join; stops only a Ray it started. The driver writes the shards,
-    so the output folder need not be shared with a cluster; the input file must be
-    readable at the same path on every node."""
+            object_store_mb: int = 512) -> float:
+    """Annotate `shards` with `num_actors` Ray actors, each loading the pipeline once and
+    annotating one shard per call; an actor gets its next shard when it hands one back,
+    so a slow actor never holds up the others' work. Starts a local Ray
+    (`local_ray_options`) unless Ray is running in this process or `address` names a
+    cluster to join; stops only a Ray it started. The
+    driver writes the shards, so the output folder need not be shared with a cluster;
+    the input file must be readable at the same path on every node.
+    RETURNS (float): the `time.perf_counter()` at which every actor had loaded the pipeline."""
     try:
         import ray
-        import ray.data
     except ImportError as err:
         raise SparseExpertError(Errors.E265.format(reason=err)) from None
     if num_actors < 1:
@@ -136,41 +161,42 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or num_actors, object_store_memory=object_store_mb << 20,
-                     include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING,
-                     log_to_driver=False)
+            ray.init(**local_ray_options(num_cpus or num_actors, object_store_mb))
         started = True
-    # Ray Data logs each execution's plan at INFO on the terminal; our bar says the progress
-    data_logger = logging.getLogger("ray.data")
-    level = data_logger.level
-    data_logger.setLevel(logging.ERROR)
-    ctx = ray.data.DataContext.get_current()
-    saved = {name: getattr(ctx, name) for name in _QUIET_DATA_CONTEXT}
+    actors: List[Any] = []
     try:
-        for name, value in _QUIET_DATA_CONTEXT.items():  # ours shows documents/s
-            setattr(ctx, name, value)
-        items = [shard._asdict() for shard in shards]
-        # one block per shard, so every actor gets work from the start
-        descriptions = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        ds = descriptions.map_batches(ShardAnnotator, fn_constructor_kwargs={**annotator_kwargs, "use_gpu": num_gpus > 0},
-                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=num_actors),
-                            num_cpus=1, num_gpus=num_gpus or None, batch_format="numpy")
-        import msgpack
-
+        # no more actors than shards: each one loads the pipeline, which costs seconds
+        remote = ray.remote(num_cpus=1, num_gpus=num_gpus or 0, max_restarts=0)(ShardAnnotator)
+        actors = [remote.remote(**{**annotator_kwargs, "use_gpu": num_gpus > 0})
+                  for _ in range(min(num_actors, len(shards)))]
+        pending = deque(shards)
+        running: Dict[Any, Any] = {actor.ready.remote(): actor for actor in actors}
+        n_loading = len(actors)
+        ready_at = time.perf_counter()
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                for index, payload in zip(batch["shard"], batch["rows"]):
-                    on_shard(int(index), msgpack.unpackb(payload, raw=False))
+            while running:
+                (ref,), _ = ray.wait(list(running), num_returns=1)
+                actor = running.pop(ref)
+                result = ray.get(ref)
+                if pending:  # the actor's next shard, before this one is written
+                    running[actor.shard_output.remote(pending.popleft())] = actor
+                if isinstance(result, ShardOutput):
+                    on_shard(result)
+                else:
+                    n_loading -= 1
+                    if not n_loading:
+                        ready_at = time.perf_counter()
         except SparseExpertError:
             raise
         except Exception as err:  # Ray wraps actor failures (the model did not load, ...)
             raise SparseExpertError(Errors.E268.format(reason=f"{type(err).__name__}: {err}")) from err
+        return ready_at
     finally:
-        data_logger.setLevel(level)
-        for name, value in saved.items():
-            setattr(ctx, name, value)
+        for actor in actors:
+            ray.kill(actor)
         if started:
             ray.shutdown()
 
 
-__all__ = ["ShardAnnotator", "annotate_records", "doc_row", "error_row", "run_local", "run_ray"]
+__all__ = ["ShardAnnotator", "ShardOutput", "annotate_records", "annotated_docs", "doc_row", "error_row",
+           "local_ray_options", "run_local", "run_ray"]

@@ -10,16 +10,19 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..errors import Errors, SparseExpertError
 from ..kb.storage import KB_EXTRA_FILES
-from .engines import run_local, run_ray
+from .engines import ShardOutput, run_local, run_ray
 from .reader import input_format, plan_input
-from .shards import OutputDir, Row
+from .shards import OutputDir
 
 ENGINES = ("local", "ray")
 
 
 class AnnotateSummary(NamedTuple):
     """What one run did. errors: (row, id, message) of the documents that failed in this
-    run's shards, in input order (all of them are in the output's error column)."""
+    run's shards, in input order (all of them are in the output's error column).
+    seconds: from the engine's start to the last shard written; startup_seconds: the part
+    of it until the pipeline was loaded (Ray: a Ray this run started, the actors' start
+    and their loads; 0.0 when no engine ran)."""
 
     output: Path
     n_shards: int
@@ -27,10 +30,17 @@ class AnnotateSummary(NamedTuple):
     n_docs: int
     seconds: float
     errors: Tuple[Tuple[int, Optional[str], str], ...]
+    startup_seconds: float = 0.0
 
     @property
     def docs_per_second(self) -> float:
         return self.n_docs / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_docs_per_second(self) -> float:
+        """Documents/s once the pipeline was loaded (every actor's, on Ray)."""
+        busy = self.seconds - self.startup_seconds
+        return self.n_docs / busy if busy > 0 else 0.0
 
 
 def model_fingerprint(model: Path) -> str:
@@ -59,7 +69,7 @@ def annotate(model: Path, input: Path, output: Path, *, engine: str = "local", t
     and write them, in shards, to the folder `output`; a re-run with the same settings
     skips the shards already written.
 
-    engine (str): "local" (nlp.pipe in this process) or "ray" (Ray Data actors).
+    engine (str): "local" (nlp.pipe in this process) or "ray" (Ray actors).
     text_field / id_field (str): the input's text and id fields (the id may be missing).
     shard_size (int): input rows per shard (the unit of resuming).
     batch_size (int): documents per nlp.pipe batch.
@@ -88,25 +98,27 @@ def annotate(model: Path, input: Path, output: Path, *, engine: str = "local", t
         n_docs = 0
         began = time.perf_counter()
 
-        def on_shard(index: int, rows: List[Row]) -> None:
+        def on_shard(shard: ShardOutput) -> None:
             nonlocal n_docs
-            out.write_shard(index, rows)
-            errors.extend((r["row"], r["id"], r["error"]) for r in rows if r["error"] is not None)
-            n_docs += len(rows)
-            bar.advance(plan.shards[index].n_rows)
+            out.write_shard(shard.number, shard.data)
+            errors.extend(shard.errors)
+            n_docs += shard.n_rows
+            bar.advance(plan.shards[shard.number].n_rows)
 
         kwargs: Dict[str, Any] = {"model": str(model), "input_path": str(input), "input_format": fmt,
-                                  "text_field": text_field, "id_field": id_field, "batch_size": batch_size}
+                                  "text_field": text_field, "id_field": id_field, "batch_size": batch_size,
+                                  "output_format": output_format}
+        ready_at = began
         if not pending:
             pass  # all shards were written by earlier runs: start no engine
         elif engine == "local":
-            run_local(kwargs, pending, on_shard)
+            ready_at = run_local(kwargs, pending, on_shard)
         else:
-            run_ray(kwargs, pending, on_shard, num_actors=num_actors, num_gpus=num_gpus, address=address,
-                    num_cpus=num_cpus, object_store_mb=object_store_mb)
+            ready_at = run_ray(kwargs, pending, on_shard, num_actors=num_actors, num_gpus=num_gpus, address=address,
+                               num_cpus=num_cpus, object_store_mb=object_store_mb)
         seconds = time.perf_counter() - began
     return AnnotateSummary(output, len(plan.shards), len(plan.shards) - len(pending), n_docs, seconds,
-                           tuple(sorted(errors)))  # shards finish in any order
+                           tuple(sorted(errors)), ready_at - began)  # shards finish in any order
 
 
 class _Progress:

@@ -11,9 +11,8 @@ killed; a re-run skips the shards that exist and removes temporaries a killed ru
 Names starting with "_" or "." are skipped by pyarrow and pandas, so
 ``pandas.read_parquet(OUTPUT)`` reads the shards as one table.
 
-Each row: row (0-based input line or row), id, cats (label -> score), entities (linked
-spans: IRI, token start/end, character start/end, label, text), rule_hits (rule, token
-start/end), error (why the document was not annotated; null when it was).
+The rows of a shard and the bytes of its file are made in rows.py, where the documents
+were annotated (a Ray actor or the local process); this module only writes those bytes.
 """
 from __future__ import annotations
 
@@ -23,12 +22,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping
+from typing import Any, Iterator, List, Mapping
 
 from filelock import FileLock, Timeout
 
 from ..errors import Errors, SparseExpertError
 from .reader import parquet_module
+from .rows import Row
 
 MANIFEST = "_annotate.json"
 LOCK = ".annotate.lock"
@@ -36,20 +36,6 @@ MARKER = "spacy-sparse-expert.annotate"
 OUTPUT_FORMATS = ("parquet", "jsonl")
 _PART = re.compile(r"part-(\d{5,})\.(parquet|jsonl)")
 _TMP = re.compile(r"\.part-\d{5,}\.(parquet|jsonl)\.tmp-[A-Za-z0-9_]+")
-
-Row = Dict[str, Any]
-
-
-def _schema() -> Any:
-    import pyarrow as pa
-
-    entity = pa.struct([("iri", pa.string()), ("start", pa.int32()), ("end", pa.int32()),
-                        ("start_char", pa.int32()), ("end_char", pa.int32()), ("label", pa.string()),
-                        ("text", pa.string())])
-    hit = pa.struct([("rule", pa.string()), ("start", pa.int32()), ("end", pa.int32())])
-    return pa.schema([("row", pa.int64()), ("id", pa.string()), ("cats", pa.map_(pa.string(), pa.float64())),
-                      ("entities", pa.list_(entity)), ("rule_hits", pa.list_(hit)), ("error", pa.string())])
-
 
 def shard_name(index: int, fmt: str) -> str:
     return f"part-{index:05d}.{fmt}"
@@ -129,18 +115,11 @@ class OutputDir:
         """Whether shard `index` was written (by this run or an earlier one)."""
         return (self.path / shard_name(index, self.format)).is_file()
 
-    def write_shard(self, index: int, rows: List[Row]) -> Path:
-        """Write the rows of shard `index` atomically; returns the shard's path."""
+    def write_shard(self, index: int, data: bytes) -> Path:
+        """Write shard `index` (its file's bytes, from rows.ShardColumns.encode)
+        atomically; returns the shard's path."""
         target = self.path / shard_name(index, self.format)
-        if self.format == "parquet":
-            import pyarrow as pa
-
-            pq = parquet_module("output")
-            table = pa.Table.from_pylist(rows, schema=_schema())
-            self._atomic_write(target, lambda fh: pq.write_table(table, fh), shard=index)
-        else:
-            data = b"".join(json.dumps(row, ensure_ascii=False).encode("utf8") + b"\n" for row in rows)
-            self._atomic_write(target, lambda fh: fh.write(data), shard=index)
+        self._atomic_write(target, lambda fh: fh.write(data), shard=index)
         return target
 
     def _atomic_write(self, target: Path, write: Any, *, shard: Any) -> None:
