@@ -64,6 +64,13 @@ def _size(text: str, key: str) -> int:
     return int(found.group(1)) * _UNITS[found.group(2).lower()]
 
 
+def _description_predicates(given: Optional[list[str]], default: tuple[str, ...]) -> tuple[str, ...]:
+    """--description-predicate values as IRIs; none given: the default; 'none': no descriptions."""
+    if not given:
+        return default
+    return tuple(expand_iri(p) for p in given if p.strip().lower() != "none")
+
+
 class _ImportProgress:
     """The live line of `kb import` names the step running now (while parsing: the
     triples read and their rate); each step that ends leaves a line with its counts and
@@ -103,9 +110,14 @@ def import_cmd(
     label_predicate: Annotated[Optional[list[str]], typer.Option(
         "--label-predicate", help="Label predicate IRI or prefixed name (repeatable). Default: rdfs:label, "
                                   "skos:prefLabel, skos:altLabel, schema:name, foaf:name.")] = None,
+    description_predicate: Annotated[Optional[list[str]], typer.Option(
+        "--description-predicate", help="Description predicate IRI or prefixed name (repeatable, most preferred "
+                                        "first; 'none' keeps no descriptions). One description per entity, stored "
+                                        "but never an alias. Default: schema:description, rdfs:comment, "
+                                        "skos:definition, dcterms:description.")] = None,
     language: Annotated[Optional[list[str]], typer.Option(
-        "--language", help="Label language (repeatable; 'en' also matches en-GB; '*' = any). Untagged "
-                           "labels are always kept. Default: en.")] = None,
+        "--language", help="Label and description language (repeatable; 'en' also matches en-GB; '*' = any). "
+                           "Untagged ones are always kept. Default: en.")] = None,
     type_predicate: Annotated[str, typer.Option("--type-predicate", help="Predicate giving an entity's class.")] = "rdf:type",
     subclass_predicate: Annotated[str, typer.Option("--subclass-predicate",
                                                     help="Predicate of the class hierarchy (closure is taken).")] = "rdfs:subClassOf",
@@ -148,6 +160,7 @@ def import_cmd(
     is complete.
     """
     from ..kb.compile import DEFAULT_LABEL_PREDICATES, import_rdf
+    from ..kb.import_options import DEFAULT_DESCRIPTION_PREDICATES
     from ..kb.import_options import import_options
 
     budgets = {"max_triples": max_triples, "max_xml_depth": max_xml_depth}
@@ -160,6 +173,7 @@ def import_cmd(
         _fail(err)
     options: dict[str, Any] = {
         "label_predicates": tuple(expand_iri(p) for p in label_predicate) if label_predicate else DEFAULT_LABEL_PREDICATES,
+        "description_predicates": _description_predicates(description_predicate, DEFAULT_DESCRIPTION_PREDICATES),
         "languages": tuple(language) if language else ("en",),
         "type_predicate": expand_iri(type_predicate),
         "subclass_predicate": expand_iri(subclass_predicate),
@@ -197,7 +211,8 @@ def import_cmd(
     table = Table(title=literal(f"Knowledge base written to {output}"), show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    for key in ("triples", "entities", "aliases", "alias_links", "types", "type_links", "predicates", "relations"):
+    for key in ("triples", "entities", "aliases", "alias_links", "types", "type_links", "predicates", "relations",
+                "descriptions"):
         table.add_row(key.replace("_", " "), f"{counts[key]:,}")
     table.add_row("parse", f"{timing['parse_seconds']:.2f} s ({timing['triples_per_second']:,} triples/s)")
     table.add_row("total", f"{elapsed:.2f} s")
@@ -247,7 +262,7 @@ def lookup_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the candidates as JSON.")] = False,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Most candidates shown.")] = 10,
 ) -> None:
-    """List the entities TEXT may refer to: IRI, label, types, prior, graph features."""
+    """List the entities TEXT may refer to: IRI, label, description, types, prior, graph features."""
     from ..kb.knowledge_base import KnowledgeBase
 
     try:
@@ -268,12 +283,14 @@ def lookup_cmd(
         console.print(literal(f"No entity has the alias {text!r}."))
         return
     table = Table(title=literal(f"Candidates for {text!r}"))
-    for col in ("prior", "label", "IRI", "types", "degree", "pagerank"):
+    described = any(row["description"] for row in rows)  # no empty column for a KB without descriptions
+    for col in ("prior", "label", *(("description",) if described else ()), "IRI", "types", "degree", "pagerank"):
         table.add_column(col)
     names = type_names(t for row in rows for t in row["types"])
     for row in rows:
         feats = row["graph_features"]
-        table.add_row(f"{row['prior']:.3f}", literal(row["label"]), literal(row["iri"]),
+        table.add_row(f"{row['prior']:.3f}", literal(row["label"]),
+                      *((literal(row["description"]),) if described else ()), literal(row["iri"]),
                       literal(", ".join(names[t] for t in row["types"])),
                       f"{feats.get('degree', 0):.0f}", f"{feats.get('pagerank', 0):.2e}")
     console.print(table)

@@ -4,6 +4,8 @@ Memory follows the distinct content, not the input: an RDF graph is a set, so a 
 repeated ten million times must cost what one costs. Labels are deduplicated as they
 arrive; the integer link arrays are deduplicated in place whenever they have doubled
 since the last time (amortised O(n log n)). The pass also enforces the triple budget.
+Descriptions keep only the best one per subject so far (`better_description`), so they
+cost one short string per described IRI whatever the order or repetition of triples.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ ProgressCallback = Callable[[int], None]
 _PROGRESS_EVERY = 1 << 15
 _COMPACT_MIN = 1 << 18  # links held before the first deduplication
 _IGNORE, _LABEL, _TYPE, _SUBCLASS, _RELATION = range(5)
+_DESCRIPTION = -1  # below _RELATION: a relation's kind is _RELATION + its predicate's node id
+MAX_DESCRIPTION_CHARS = 500
 
 
 @dataclass
@@ -40,6 +44,11 @@ class Collected:
     labels: list[tuple[int, str, int, int]] = field(default_factory=list)  # node, text, pred rank, lang rank
     label_set: set[tuple[int, str, int, int]] = field(default_factory=set)  # `labels`, for deduplication
     other_languages: set[str] = field(default_factory=set)
+    # description predicate -> (its rank, the kind its IRI objects have: a relation or _IGNORE)
+    description_kinds: dict[ox.NamedNode, tuple[int, int]] = field(default_factory=dict)
+    # subject -> its best description so far: (predicate rank, language rank, text)
+    best_descriptions: dict[ox.NamedNode, tuple[int, int, str]] = field(default_factory=dict)
+    descriptions: dict[int, str] = field(default_factory=dict)  # node id -> description, after `finish()`
     n_label_triples: int = 0
     n_blank_labels: int = 0  # label triples whose subject is a blank node (never entities)
     type_s: array = field(default_factory=lambda: array("q"))
@@ -72,6 +81,28 @@ class Collected:
         self.compact()
         self.nodes = {term.value: i for term, i in self.terms.items()}
         self.predicates = {term.value: kind for term, kind in self.kinds.items()}
+        # Subjects that were never interned have no label, so they are no entity either.
+        terms = self.terms
+        self.descriptions = {terms[term]: best[2] for term, best in self.best_descriptions.items() if term in terms}
+
+
+def clean_description(text: str) -> str:
+    """`text` with whitespace runs collapsed to one space, stripped, and cut to at most
+    MAX_DESCRIPTION_CHARS characters at the last space that fits (mid-word only when a
+    single word is longer)."""
+    text = " ".join(text.split())
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        head = text[: MAX_DESCRIPTION_CHARS + 1]  # a space right after the limit is a clean cut too
+        cut = head.rfind(" ")
+        text = head[:cut] if cut > 0 else text[:MAX_DESCRIPTION_CHARS]
+    return text
+
+
+def better_description(new: tuple[int, int, str], old: tuple[int, int, str] | None) -> bool:
+    """Whether description `new` (predicate rank, language rank, text) beats `old`:
+    preferred predicate, then language, then the smallest text, so the choice does not
+    depend on the order of the triples."""
+    return old is None or new < old
 
 
 def _unique_in_place(n_nodes: int, *columns: array) -> None:
@@ -144,8 +175,10 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
     label_rank = {p: (i + (len(opts.label_predicates) if p in ALT_LABEL_PREDICATES else 0))
                   for i, p in enumerate(opts.label_predicates)}
     keep = set(opts.relations) if opts.relations is not None else None
+    description_rank = {p: i for i, p in reversed(list(enumerate(opts.description_predicates)))}
     lang_rank = _language_rank(opts.languages)
     kinds, terms, label_ranks = into.kinds, into.terms, into.label_ranks
+    description_kinds, best_descriptions = into.description_kinds, into.best_descriptions
     named, literal = ox.NamedNode, ox.Literal
     limit = opts.max_triples
     n = into.n_triples
@@ -166,7 +199,12 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
         if p == opts.subclass_predicate:
             return _SUBCLASS
         # A kept relation's kind is _RELATION + its node id: no second lookup per triple.
-        return _RELATION + intern(predicate) if keep is None or p in keep else _IGNORE
+        relation = _RELATION + intern(predicate) if keep is None or p in keep else _IGNORE
+        if p in description_rank:
+            # Literal objects are descriptions; IRI objects stay what they were (relations).
+            description_kinds[predicate] = (description_rank[p], relation)
+            return _DESCRIPTION
+        return relation
 
     def checkpoint(n: int) -> int:
         """Budget, progress and deduplication, every _PROGRESS_EVERY triples. RETURNS the
@@ -225,9 +263,25 @@ def collect_triples(quads: Iterable[ox.Quad], opts: ImportOptions, into: Collect
             if type(obj) is named:
                 into.sub_s.append(intern(subject))
                 into.sub_o.append(intern(obj))
+        elif kind == _DESCRIPTION:
+            pred_rank, relation = description_kinds[predicate]
+            if type(obj) is literal:
+                rank = lang_rank(obj.language)
+                if rank is not None:
+                    text = clean_description(obj.value)
+                    found = (pred_rank, rank, text)
+                    if text and better_description(found, best_descriptions.get(subject)):
+                        best_descriptions[subject] = found
+            elif type(obj) is named and relation >= _RELATION:
+                # rare (a description predicate with an IRI object): the relation branch's
+                # inlined lookups are not worth repeating here
+                rel_s(intern(subject))
+                rel_p(relation - _RELATION)
+                rel_o(intern(obj))
     into.n_triples = n
     if progress is not None:
         progress(n)
 
 
-__all__ = ["ProgressCallback", "Collected", "collect_triples", "unique_ints"]
+__all__ = ["MAX_DESCRIPTION_CHARS", "ProgressCallback", "Collected", "better_description", "clean_description",
+           "collect_triples", "unique_ints"]

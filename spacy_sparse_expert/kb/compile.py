@@ -11,6 +11,11 @@ What counts as what (documented in `kb import --help` too):
   entities: a linker could never find them in text. Types alone do not make an entity.
 - **relation**: a triple (entity, predicate, entity) whose predicate is not the type,
   subclass or a label predicate (and is in `relations`, when that is given).
+- **description**: at most one per entity, a literal of a description predicate
+  (schema:description, rdfs:comment, skos:definition, dcterms:description by default)
+  in a requested language or untagged: the preferred predicate, then language, then
+  the smallest text; whitespace collapsed, cut to 500 characters at a space. Stored for
+  text-side features; never an alias, so it does not change linking.
 
 Types per entity are the asserted types plus all superclasses (rdfs:subClassOf closure,
 see `hierarchy.py`; cycles are fine).
@@ -190,9 +195,11 @@ def build_kb(col: Collected, opts: ImportOptions, source_names: Sequence[str],
     def label_of(node: int) -> str:
         return best_label.get(node) or _local_name(iris[node])
 
+    described = col.descriptions
     tables = {
         "entities": [iris[n] for n in entity_nodes.tolist()],
         "labels": [best_label[n] for n in entity_nodes.tolist()],
+        "descriptions": [described.get(n, "") for n in entity_nodes.tolist()],
         "types": [iris[n] for n in class_nodes.tolist()],
         "type_labels": [label_of(n) for n in class_nodes.tolist()],
         "predicates": [iris[n] for n in pred_nodes.tolist()],
@@ -344,6 +351,7 @@ def compile_kb(sources: Sequence[str | Path] = (), *, sparql: str | None = None,
             "alias_links": int(kb.array("alias_entities").size), "types": kb.n_types,
             "type_links": int(kb.array("type_ids").size), "predicates": kb.n_predicates,
             "relations": kb.n_relations, "label_triples": col.n_label_triples,
+            "descriptions": sum(1 for text in kb.descriptions if text),
         },
         "timing": {"parse_seconds": round(parse_seconds, 4), **timings, "total_seconds": round(total, 4),
                    "triples_per_second": round(col.n_triples / max(parse_seconds, 1e-9)),

@@ -26,6 +26,11 @@ RDFS_SUBCLASS_OF = RDFS + "subClassOf"
 DEFAULT_LABEL_PREDICATES: tuple[str, ...] = (
     RDFS + "label", SKOS + "prefLabel", SKOS + "altLabel", "http://schema.org/name", "http://xmlns.com/foaf/0.1/name",
 )
+# Entity descriptions, in order of preference: one short text per entity, kept as is
+# (never an alias) for text-side features.
+DEFAULT_DESCRIPTION_PREDICATES: tuple[str, ...] = (
+    "http://schema.org/description", RDFS + "comment", SKOS + "definition", "http://purl.org/dc/terms/description",
+)
 ALT_LABEL_PREDICATES = frozenset({SKOS + "altLabel", SKOS + "hiddenLabel"})
 CLASS_TYPES = frozenset({RDFS + "Class", OWL + "Class"})
 PROPERTY_TYPES = frozenset({RDF + "Property", OWL + "ObjectProperty", OWL + "DatatypeProperty",
@@ -44,7 +49,8 @@ class ImportOptions:
     """How to read the RDF. Stored (without credentials) in meta.json."""
 
     label_predicates: tuple[str, ...] = DEFAULT_LABEL_PREDICATES
-    languages: tuple[str, ...] = ("en",)   # untagged labels are always accepted; "*" = any
+    description_predicates: tuple[str, ...] = DEFAULT_DESCRIPTION_PREDICATES  # () = no descriptions
+    languages: tuple[str, ...] = ("en",)   # of labels and descriptions; untagged always accepted; "*" = any
     type_predicate: str = RDF_TYPE
     subclass_predicate: str = RDFS_SUBCLASS_OF
     relations: tuple[str, ...] | None = None  # None: every predicate between two entities
@@ -91,6 +97,10 @@ def import_options(**options: Any) -> ImportOptions:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise KBImportError(Errors.E094.format(key=f"{key} ({flag})", value=value,
                                                    reason="pass a whole number greater than 0"))
+    predicates = opts.description_predicates
+    if not isinstance(predicates, tuple) or not all(isinstance(p, str) and p for p in predicates):
+        raise KBImportError(Errors.E094.format(key="description_predicates (--description-predicate)",
+                                               value=predicates, reason="pass a list of predicate IRIs (or none)"))
     if opts.base is not None:
         check_base_iri(opts.base)
     return opts
@@ -110,4 +120,5 @@ def check_base_iri(base: str) -> None:
         raise KBImportError(Errors.E093.format(value=base, reason=err)) from None
 
 
-__all__ = ["DEFAULT_LABEL_PREDICATES", "DEFAULT_MAX_TRIPLES", "ImportOptions", "check_base_iri", "import_options"]
+__all__ = ["DEFAULT_DESCRIPTION_PREDICATES", "DEFAULT_LABEL_PREDICATES", "DEFAULT_MAX_TRIPLES", "ImportOptions",
+           "check_base_iri", "import_options"]

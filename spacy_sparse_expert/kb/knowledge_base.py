@@ -41,7 +41,7 @@ from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
 from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, write_alias_index
 from .folding import fold_accents, folded_index, merge_candidates
 from .graph_features import normalize_features
-from .strings import StringTable
+from .strings import BlankStrings, StringTable
 from .views import EntityArrays, build_entity_arrays
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +82,7 @@ ARRAY_DTYPES: dict[str, type] = {
     "relation_objects": np.int32,    # (n_relations,)
     "graph_features": np.float32,    # (n_entities, n_features) raw values
 }
-TABLE_NAMES = storage.TABLE_NAMES  # ("entities", "labels", ..., "feature_names")
+TABLE_NAMES = storage.TABLE_NAMES  # ("entities", "labels", ..., "feature_names", "descriptions")
 
 
 class KnowledgeBase:
@@ -96,6 +96,8 @@ class KnowledgeBase:
     alias_surfaces (List[str]): one original-case form per alias, for display and for
         capitalisation checks in linkers.
     feature_names (List[str]): names of the graph feature columns.
+    descriptions (List[str]): one short description per entity ("" where it has none;
+        all "" for a KB folder written before descriptions were kept).
     meta (dict): the content of meta.json (format version, sources, options, counts).
     """
 
@@ -106,7 +108,7 @@ class KnowledgeBase:
         arrays on its first use instead of now (see the module docstring); errors then
         name `where` (the folder) and the array's file."""
         for name in TABLE_NAMES:
-            if name not in tables:
+            if name not in tables and name not in storage.OPTIONAL_TABLES:
                 raise ValueError(f"KnowledgeBase: table {name!r} missing")
         for name, dtype in ARRAY_DTYPES.items():
             if name not in arrays:
@@ -115,7 +117,7 @@ class KnowledgeBase:
         self._where = where
         self._version = self.meta.get("format_version", storage.FORMAT_VERSION)
         # A format-2 folder's tables stay StringTables (decoded per access); others are lists.
-        mapped = lazy_checks and all(isinstance(tables[name], StringTable) for name in TABLE_NAMES)
+        mapped = lazy_checks and all(isinstance(tables[name], StringTable) for name in TABLE_NAMES if name in tables)
 
         def table(name: str) -> Sequence[str]:
             return tables[name] if mapped else list(tables[name])
@@ -128,6 +130,8 @@ class KnowledgeBase:
         self.aliases: Sequence[str] = table("aliases")
         self.alias_surfaces: Sequence[str] = table("alias_surfaces")
         self.feature_names: list[str] = list(tables["feature_names"])  # a handful; `.index` is used
+        self.descriptions: Sequence[str] = (table("descriptions") if "descriptions" in tables
+                                            else BlankStrings(len(self.entities), name="descriptions"))
         raw: dict[str, np.ndarray] = {name: np.ascontiguousarray(arrays[name], dtype=dtype)
                                       for name, dtype in ARRAY_DTYPES.items()}
         for array in raw.values():
@@ -199,7 +203,7 @@ class KnowledgeBase:
             if array.ndim != (2 if name == "graph_features" else 1):
                 raise ValueError(f"array {name!r} has {array.ndim} dimensions")
         pairs = (("labels", self.labels, n_ent), ("type_labels", self.type_labels, self.n_types),
-                 ("alias_surfaces", self.alias_surfaces, self.n_aliases))
+                 ("alias_surfaces", self.alias_surfaces, self.n_aliases), ("descriptions", self.descriptions, n_ent))
         for name, table, n in pairs:
             if len(table) != n:
                 raise ValueError(f"table {name!r} has {len(table)} rows, expected {n}")
@@ -320,6 +324,10 @@ class KnowledgeBase:
 
     def label(self, entity_id: int) -> str:
         return self.labels[self._check(entity_id, self.n_entities, "entities")]
+
+    def description(self, entity_id: int) -> str:
+        """The entity's description ("" when it has none)."""
+        return self.descriptions[self._check(entity_id, self.n_entities, "entities")]
 
     # --- aliases -----------------------------------------------------------------------
 
@@ -487,6 +495,7 @@ class KnowledgeBase:
             "id": i,
             "iri": self.entities[i],
             "label": self.labels[i],
+            "description": self.descriptions[i],
             "types": self.type_iris_of(i, direct_only=True),
             "all_types": self.type_iris_of(i),
             "n_relations": int(self.relations_of(i).shape[0]),

@@ -6,7 +6,7 @@ A KB directory of format 2 (what `kb import` and `KnowledgeBase.to_disk` write) 
 - ``meta.json``            format marker and version, sources (with sha256), options,
                            counts, the rows of each string table, and ``content_sha256``
 - ``strings.bin``          every string table (IRIs, labels, aliases, type and predicate
-                           IRIs) as UTF-8, concatenated
+                           IRIs, descriptions) as UTF-8, concatenated
 - ``strings.offsets.npy``  int64 offsets of each string in strings.bin
 - ``<array>.npy``          one uncompressed numpy file per numeric array (CSR index
                            arrays, priors, graph features)
@@ -19,6 +19,10 @@ that refers to a KB by path checks it (pipeline/serialize.py).
 
 Format 1 (still read; `to_disk(format_version=1)` writes it): ``meta.json``,
 ``tables.msgpack`` (string tables) and ``arrays.npz`` (numeric arrays), loaded whole.
+
+Tables added since a format was first written (`OPTIONAL_TABLES`: the entity
+descriptions) may be missing from a folder, of either format, or from bytes that an
+older version wrote; the KB then has them blank, one empty string per row.
 
 Either may also hold derived files: ``alias_index.npz`` (kb/alias_index.py), the aliases
 tokenized for one tokenizer; `kb import` writes the one for spaCy's blank English
@@ -88,7 +92,9 @@ OFFSETS_FILE = "strings.offsets.npy"
 ARRAY_NAMES = ("alias_indptr", "alias_entities", "alias_priors", "type_indptr", "type_ids", "type_direct",
                "relation_indptr", "relation_predicates", "relation_objects", "graph_features")
 TABLE_NAMES = ("entities", "labels", "types", "type_labels", "predicates", "aliases", "alias_surfaces",
-               "feature_names")
+               "feature_names", "descriptions")
+# Tables older KB folders lack: read as blank (kb/strings.py `BlankStrings`), no error.
+OPTIONAL_TABLES = ("descriptions",)
 KB_FILES_V2 = (META_FILE, STRINGS_FILE, OFFSETS_FILE, *(f"{name}.npy" for name in ARRAY_NAMES))
 KB_FILES = KB_FILES_V2  # the files of the format written now
 FILES_BY_VERSION = {1: KB_FILES_V1, 2: KB_FILES_V2}
@@ -300,6 +306,8 @@ def _read_v2(fds: dict[str, int], meta: dict[str, Any], where: str) -> tuple[Tab
     tables: Tables = {}
     for name in TABLE_NAMES:
         span = rows.get(name)
+        if span is None and name in OPTIONAL_TABLES:
+            continue
         if not (isinstance(span, list) and len(span) == 2 and all(type(x) is int for x in span)):
             raise ValueError(f"meta.json 'tables' has no rows [first, stop] for {name!r}")
         tables[name] = StringTable(blob, offsets, span[0], span[1], name=name, where=where)

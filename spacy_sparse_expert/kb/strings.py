@@ -9,6 +9,7 @@ str a KB held round-trips.
 """
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Iterator, Sequence
 from typing import Any, overload
@@ -145,9 +146,48 @@ class StringTable(Sequence[str]):
         return np.diff(np.asarray(self._offsets, dtype=np.int64))
 
 
+class BlankStrings(Sequence[str]):
+    """`n` empty strings, stored as nothing: a table that a KB folder written before the
+    table existed does not hold (the descriptions of an older KB)."""
+
+    def __init__(self, n: int, *, name: str = "") -> None:
+        self._n = int(n)
+        self.name = name
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [""] * len(range(*index.indices(self._n)))
+        i = operator.index(index)
+        if not -self._n <= i < self._n:
+            raise IndexError(f"{self.name or 'table'} index {index} out of range ({self._n} rows)")
+        return ""
+
+    def __iter__(self) -> Iterator[str]:
+        return itertools.repeat("", self._n)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(self) == len(other) and all(text == "" for text in other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<BlankStrings {self.name} rows={self._n}>"
+
+
 def _table_from_parts(blob: bytes, offsets: np.ndarray, name: str, where: str) -> StringTable:
     """A pickled `StringTable` (`StringTable.__reduce__`)."""
     return StringTable(blob, offsets, 0, offsets.shape[0] - 1, name=name, where=where)
 
 
-__all__ = ["StringTable", "encode_tables"]
+__all__ = ["BlankStrings", "StringTable", "encode_tables"]

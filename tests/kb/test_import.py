@@ -29,6 +29,7 @@ def signature(kb: KnowledgeBase) -> dict:
             rels.add((kb.iri(e), kb.predicates[p], kb.iri(o)))
     return {
         "entities": {iri: kb.label(kb.entity_id(iri)) for iri in kb.entities},
+        "descriptions": {iri: kb.description(kb.entity_id(iri)) for iri in kb.entities},
         "types": {iri: sorted(kb.type_iris_of(kb.entity_id(iri))) for iri in kb.entities},
         "aliases": {a: sorted((kb.iri(int(e)), round(float(p), 5)) for e, p in zip(ents, priors))
                     for a, ents, priors in kb.alias_table()},

@@ -2,6 +2,7 @@
 directory) and the output side: atomic replace and the import lock."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -34,13 +35,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def sparql_endpoint(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Oxigraph SPARQL server on a free loopback port, loaded with kb_small.ttl."""
+@contextlib.contextmanager
+def oxigraph_endpoint(rdf_file: Path, location: Path) -> Iterator[str]:
+    """A real Oxigraph SPARQL server on a free loopback port, loaded with `rdf_file`
+    (its database in `location`); yields the query URL."""
     if OXIGRAPH is None:
         pytest.skip("the `oxigraph` server (PyPI package oxigraph) is not installed")
-    location = tmp_path_factory.mktemp("oxigraph-server")
-    subprocess.run([OXIGRAPH, "load", "--location", str(location), "--file", str(fixtures_dir / "kb_small.ttl")],
+    subprocess.run([OXIGRAPH, "load", "--location", str(location), "--file", str(rdf_file)],
                    check=True, capture_output=True, timeout=60)
     port = free_port()
     proc = subprocess.Popen([OXIGRAPH, "serve", "--location", str(location), "--bind", f"127.0.0.1:{port}"],
@@ -64,6 +65,13 @@ def sparql_endpoint(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def sparql_endpoint(fixtures_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Oxigraph SPARQL server on a free loopback port, loaded with kb_small.ttl."""
+    with oxigraph_endpoint(fixtures_dir / "kb_small.ttl", tmp_path_factory.mktemp("oxigraph-server")) as url:
+        yield url
 
 
 def test_sparql_endpoint_import(sparql_endpoint: str, fixtures_dir: Path, tmp_path: Path) -> None:
