@@ -302,7 +302,9 @@ def ensure_kb(kb: Optional[Path], work: Path) -> Path:
     if kb is not None:
         return kb
     kb = work / "kb"
-    if not (kb / "meta.json").exists():
+    meta = kb / "meta.json"
+    # a KB imported before descriptions were (no count of them) is imported again
+    if not meta.exists() or "descriptions" not in json.loads(meta.read_text(encoding="utf8")).get("counts", {}):
         _run([sys.executable, "-m", "spacy_sparse_expert.cli.main", "kb", "import", str(DEFAULT_GRAPH),
               "--output", str(kb)])
     return kb

@@ -158,10 +158,11 @@ def make_config(*, multilabel: bool = False, transformer: bool = False, encoder_
     # loading it a second time with validation proves the result is a valid config
     nlp = load_model_from_config(config, auto_fill=True, validate=False)
     filled = load_model_from_config(nlp.config).config
-    # the knowledge gate chosen on BBC dev (configs/bbc_news.cfg). It is not the factory
-    # default: spaCy fills a saved pipeline's model block from the factory default, and
+    # the knowledge gate and the KB description words chosen on BBC dev (configs/bbc_news.cfg).
+    # They are not the factory default: spaCy fills a saved pipeline's model block from the factory default, and
     # pipelines saved before the gate existed must keep loading with it off
-    filled["components"]["textcat"]["model"].update({"knowledge_gate": True, "knowledge_dropout": 0.25})
+    filled["components"]["textcat"]["model"].update({"knowledge_gate": True, "knowledge_dropout": 0.25,
+                                                     "knowledge_words": 1.0})
     return _header(multilabel=multilabel, transformer=transformer, gpu=gpu, labels=labels) + filled.to_str()
 
 

@@ -30,6 +30,7 @@ from .disambiguation import LinkResult
 from .linker import AliasLinker, LinkerConfig, blank_tokenizer, get_linker
 from .knowledge_arrays import BatchLinks, DocKnowledge, KnowledgeBatch, expand_spans, span_tokens
 from .rule_matcher import FlatHits, RuleMatcher, csr_gather
+from .entity_words import EntityWords, doc_words, entity_words as build_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -56,6 +57,8 @@ class KnowledgeFeaturizer:
     max_types_per_entity (int): an entity's first types (asserted, then superclasses
         nearest first) that become features and `kb_types`; bounds the work per token
         whatever the KB's depth (default 64, see hierarchy.py).
+    entity_words (bool): also give each doc the words of its linked entities'
+        descriptions (``KnowledgeBatch.words``, see entity_words.py); off: no words.
     """
 
     def __init__(
@@ -68,6 +71,7 @@ class KnowledgeFeaturizer:
         n_experts: int,
         linker_config: Optional[LinkerConfig] = None,
         max_types_per_entity: int = DEFAULT_MAX_TYPES_PER_ENTITY,
+        entity_words: bool = False,
     ) -> None:
         self.vocab = vocab
         self.kb = kb
@@ -96,6 +100,9 @@ class KnowledgeFeaturizer:
         # its entity's first max_types_per_entity types and its predicates from them, so
         # nothing per entity is built here
         self._arrays = kb.entity_arrays if kb is not None else None
+        self._make_doc = make_doc
+        self._words: Optional[EntityWords] = None
+        self.entity_words = bool(entity_words) and kb is not None
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
         self._label_cache: Dict[int, str] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
@@ -287,6 +294,7 @@ class KnowledgeFeaturizer:
             tok_parts += [ptok, ptok]
             id_parts += [prule + self._rule_offset, np.full(len(ptok), f0 + _RULE, dtype=np.int64)]
             linked[ptok] = True
+        words_indptr, words = self._doc_words(n_docs, links)
         if tok_parts:
             # numpy 2's hash-based np.unique takes ~1 s on 400k ids; one sort takes ms
             keys = sorted_unique(np.concatenate(tok_parts) * n_ids + np.concatenate(id_parts))
@@ -298,7 +306,16 @@ class KnowledgeFeaturizer:
         indptr = np.zeros((n + 1,), dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
         return KnowledgeBatch(lengths, indptr, ids.astype(np.int64, copy=False), dense, expert_bias, label_bias,
-                              linked)
+                              linked, words_indptr, words)
+
+    def _doc_words(self, n_docs: int, links: BatchLinks) -> Tuple[np.ndarray, np.ndarray]:
+        """Each doc's description words (entity_words.py), or none without the setting."""
+        if not self.entity_words or not len(links.entities):
+            return np.zeros(n_docs + 1, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        if self._words is None:
+            assert self.kb is not None and self._make_doc is not None
+            self._words = build_words(self.kb, self._make_doc)
+        return doc_words(self._words, links.docs, links.entities, n_docs)
 
 
 __all__ = ["DocKnowledge", "KnowledgeBatch", "KnowledgeFeaturizer", "FLAG_NAMES", "N_FLAGS"]

@@ -7,7 +7,7 @@ asked for.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, NamedTuple, Sequence, Tuple, Union, overload
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class DocKnowledge(NamedTuple):
         cover the token.
     label_bias (np.float32, (n_labels,)): sum over the doc's rule hits of weight * labels.
     linked (np.bool_, (n,)): token inside a linked span or a rule match.
+    words (np.uint64, (w,)): the distinct NORM keys of the doc's linked entities'
+        description words (entity_words.py), sorted; empty unless asked for.
     """
 
     ids_indptr: np.ndarray
@@ -33,6 +35,7 @@ class DocKnowledge(NamedTuple):
     expert_bias: np.ndarray
     label_bias: np.ndarray
     linked: np.ndarray
+    words: np.ndarray = np.zeros(0, dtype=np.uint64)
 
 
 class KnowledgeBatch(Sequence[DocKnowledge]):
@@ -40,11 +43,16 @@ class KnowledgeBatch(Sequence[DocKnowledge]):
 
     lengths (np.int64, (B,)): tokens per doc. indptr (np.int64, (N + 1,)) and ids: the
     per-token sparse ids of all N tokens; dense, expert_bias, linked: (N, ...) rows;
-    label_bias (np.float32, (B, n_labels)).
+    label_bias (np.float32, (B, n_labels)). words_indptr (np.int64, (B + 1,)) and
+    words (np.uint64): each doc's description words (``DocKnowledge.words``); None: none.
     """
 
     def __init__(self, lengths: np.ndarray, indptr: np.ndarray, ids: np.ndarray, dense: np.ndarray,
-                 expert_bias: np.ndarray, label_bias: np.ndarray, linked: np.ndarray) -> None:
+                 expert_bias: np.ndarray, label_bias: np.ndarray, linked: np.ndarray,
+                 words_indptr: Optional[np.ndarray] = None, words: Optional[np.ndarray] = None) -> None:
+        if words_indptr is None or words is None:
+            words_indptr, words = np.zeros(len(lengths) + 1, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+        self.words_indptr, self.words = words_indptr, words
         self.lengths = lengths
         self.starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.indptr, self.ids, self.dense, self.expert_bias = indptr, ids, dense, expert_bias
@@ -68,7 +76,8 @@ class KnowledgeBatch(Sequence[DocKnowledge]):
         b, e = int(self.starts[i]), int(self.starts[i + 1])
         first, last = int(self.indptr[b]), int(self.indptr[e])
         return DocKnowledge(self.indptr[b: e + 1] - first, self.ids[first:last], self.dense[b:e],
-                            self.expert_bias[b:e], self.label_bias[i], self.linked[b:e])
+                            self.expert_bias[b:e], self.label_bias[i], self.linked[b:e],
+                            self.words[self.words_indptr[i]:self.words_indptr[i + 1]])
 
     def __iter__(self) -> Iterator[DocKnowledge]:
         return (self[i] for i in range(len(self)))
@@ -78,6 +87,10 @@ class KnowledgeBatch(Sequence[DocKnowledge]):
         knowledge_features), without copying: one bag of ids per token."""
         return {"know_ids": self.ids, "know_offsets": self.indptr[:-1], "know_dense": self.dense,
                 "expert_bias": self.expert_bias, "label_bias": self.label_bias}
+
+    def doc_words(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(words_indptr (B + 1,), words): each doc's description words, without copying."""
+        return self.words_indptr, self.words
 
 
 class BatchLinks(NamedTuple):

@@ -208,6 +208,7 @@ def build_moe_textcat_v1(
     knowledge_gate: BoolSetting = False,
     knowledge_dropout: FloatSetting = 0.0,
     label_prior: FloatSetting = 0.0,
+    knowledge_words: FloatSetting = 0.0,
 ) -> Model[List[Doc], TextCatOutput]:
     """Knowledge-biased sparse MoE text classifier: Docs -> TextCatOutput, whose
     ``scores`` are (n_docs, n_labels) probabilities.
@@ -250,6 +251,14 @@ def build_moe_textcat_v1(
         ``label_descriptions`` of the component's initialize) speak for that label
         (``features/label_prior.py``). Costs nothing at inference; labels that match
         nothing start at zero as without it (SSE-W080). Default 0.0 = no prior.
+    knowledge_words (float): the weight, in a document's bag of n-grams, of the words
+        of its linked entities' KB descriptions ("Arsenal" brings "football club"), next
+        to the weight 1 of its own words (``features/entity_words.py``). The words share
+        the n-gram table with the text's, so a document naming an entity never seen in
+        training still says what the KB says of it; nothing is tuned to the labels.
+        Needs bow_rows > 0 and a KB with descriptions; dropped with the rest of a
+        document's knowledge (knowledge_dropout, the dev-set knowledge check). Range
+        [0, 10]; default 0.0 = off (pipelines saved before the setting load unchanged).
 
     Checked before anything is built (SSE-E115): n_experts 1-4096, 1 <= k <= n_experts,
     d_ff 1-262144, capacity_factor in (0, 64] or null, n_moe_layers 0-64, d_knowledge
@@ -264,7 +273,7 @@ def build_moe_textcat_v1(
         capacity_factor=capacity_factor, n_moe_layers=n_moe_layers, d_knowledge=d_knowledge, pooling=pooling,
         bow_rows=bow_rows, ngram_size=ngram_size, bow_scale=bow_scale, path_dropout=path_dropout,
         knowledge_bow=knowledge_bow, dropout=dropout, nO=nO, knowledge_gate=knowledge_gate,
-        knowledge_dropout=knowledge_dropout, label_prior=label_prior)
+        knowledge_dropout=knowledge_dropout, label_prior=label_prior, knowledge_words=knowledge_words)
     # the smallest model these settings can make (one label, no knowledge): refused
     # here, at config time, if even that is over the parameter budget
     check_budget(_MOE_TEXTCAT, meta_classifier_shapes(ClassifierParts(encoder, settings, nO or 1, 1, 0)), _BUDGET_FIX)
@@ -330,6 +339,7 @@ def _check_moe_settings(*, encoder: Any, **values: Any) -> Dict[str, Any]:
         "knowledge_gate": check_bool(w, "knowledge_gate", values["knowledge_gate"]),
         "knowledge_dropout": check_float(w, "knowledge_dropout", values["knowledge_dropout"], 0.0, 1.0, hi_open=True),
         "label_prior": _check_label_prior(values["label_prior"], values["knowledge_bow"]),
+        "knowledge_words": check_float(w, "knowledge_words", values["knowledge_words"], 0.0, 10.0),
         "nO": None if values["nO"] is None else check_int(w, "nO", values["nO"]),
     }
 

@@ -228,7 +228,9 @@ def doc_key(words: Sequence[str]) -> str:
 
 
 def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: int = 97,
-                 norms: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+                 norms: Optional[np.ndarray] = None,
+                 knowledge_words: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                 words_weight: float = 0.0) -> Dict[str, np.ndarray]:
     """Hashed bag of 1..ngram_size-grams over NORM, one bag per document.
 
     Each document's distinct n-grams count once (weight 1: a binary bag; the model
@@ -237,6 +239,12 @@ def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: i
     distinct per document with one sort (per document: ordered by n-gram key).
     norms (Optional[np.ndarray]): the batch's NORM column (uint64, all tokens), if the
     caller has read it already.
+    knowledge_words (Optional[Tuple[np.ndarray, np.ndarray]]): (indptr (B + 1,), NORM
+        keys) of the words the KB gives each doc (its linked entities' descriptions,
+        features/entity_words.py): added to the doc's bag as unigrams of weight
+        ``words_weight`` (> 0), after the doc's own n-grams. A word both in the text and
+        in a description is in the bag twice (1 + words_weight once summed). Adds
+        ``bow_knowledge`` (M,) bool: which entries are the KB's.
     """
     lengths = doc_lengths(docs)
     if norms is None:
@@ -266,10 +274,22 @@ def bow_features(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2, seed: i
     distinct[1:] = (keys[1:] != keys[:-1]) | (key_docs[1:] != key_docs[:-1])
     keys, key_docs = keys[distinct], key_docs[distinct]
     counts = np.bincount(key_docs, minlength=len(docs)).astype(np.int64)
+    weights = np.ones(len(keys), dtype=np.float32)
+    out: Dict[str, np.ndarray] = {}
+    if knowledge_words is not None and words_weight > 0.0 and len(knowledge_words[1]):
+        w_indptr, w_keys = knowledge_words
+        w_counts = np.diff(w_indptr).astype(np.int64)
+        w_docs = np.repeat(np.arange(len(docs), dtype=np.int64), w_counts)
+        # each doc's own n-grams, then its KB words: one stable sort by doc
+        order = np.argsort(np.concatenate([key_docs, w_docs]), kind="stable")
+        keys = np.concatenate([keys, w_keys.astype(np.uint64, copy=False)])[order]
+        weights = np.concatenate([weights, np.full(len(w_keys), words_weight, dtype=np.float32)])[order]
+        out["bow_knowledge"] = (order >= len(key_docs))
+        counts = counts + w_counts
     ids = (hash_keys(keys, seed, 1)[:, 0].astype(np.uint64) % np.uint64(max(rows, 1))).astype(np.int64)
-    weights = np.ones(len(ids), dtype=np.float32)
     offsets = (np.cumsum(counts) - counts).astype(np.int64)
-    return {"bow_ids": ids, "bow_offsets": offsets, "bow_weights": weights}
+    out.update({"bow_ids": ids, "bow_offsets": offsets, "bow_weights": weights})
+    return out
 
 
 def knowledge_features(
@@ -301,6 +321,17 @@ def knowledge_features(
     }
 
 
+def _knowledge_words(dks: Sequence[object]) -> Tuple[np.ndarray, np.ndarray]:
+    """(indptr, keys) of the docs' description words (``DocKnowledge.words``)."""
+    flat = getattr(dks, "doc_words", None)
+    if flat is not None:  # a KnowledgeBatch holds them flat
+        return flat()
+    parts = [np.asarray(getattr(dk, "words", ()), dtype=np.uint64) for dk in dks]
+    indptr = np.zeros(len(parts) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=indptr[1:])
+    return indptr, (np.concatenate(parts) if parts else np.zeros(0, np.uint64))
+
+
 def _no_knowledge(n: int, n_docs: int, *, n_dense: int, n_experts: int, n_labels: int) -> Dict[str, np.ndarray]:
     return {
         "know_ids": np.zeros(0, np.int64),
@@ -326,9 +357,12 @@ def featurize_batch(
     n_dense: int,
     n_experts: int,
     n_labels: int,
+    words_weight: float = 0.0,
 ) -> Dict[str, object]:
     """Everything the classifier's ``forward`` takes, as numpy (and two ints).
-    ``knowledge``: one ``DocKnowledge`` per doc, or empty for no knowledge inputs."""
+    ``knowledge``: one ``DocKnowledge`` per doc, or empty for no knowledge inputs.
+    ``words_weight``: the weight of the KB's words in each doc's bag of n-grams (the
+    model setting ``knowledge_words``; 0: none)."""
     lengths = doc_lengths(docs)
     norms: Optional[np.ndarray] = None
     if isinstance(token_featurizer, HashFeaturizer) and "NORM" in token_featurizer.attrs:
@@ -341,7 +375,9 @@ def featurize_batch(
     inputs: Dict[str, object] = {"enc": enc, "doc_index": doc_index(lengths), "n_docs": len(docs)}
     if isinstance(token_featurizer, HashFeaturizer):
         inputs["token_keys"] = token_digests(enc["hash_ids"])  # type: ignore[arg-type]
-    inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size, norms=norms))
+    words = _knowledge_words(knowledge) if words_weight > 0.0 and len(knowledge) else None
+    inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size, norms=norms, knowledge_words=words,
+                               words_weight=words_weight))
     inputs.update(knowledge_features(knowledge, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
     return inputs
 

@@ -46,6 +46,7 @@ def build_inputs(model: Model, docs: Sequence[Doc], *,
         n_dense=model.attrs["n_dense"],
         n_experts=model.attrs["n_experts"],
         n_labels=model.get_dim("nO"),
+        words_weight=float(model.attrs["settings"].get("knowledge_words", 0.0)),
     )
 
 

@@ -131,7 +131,9 @@ class SparseExpertTextCategorizer(TrainablePipe):
             raise ValueError(Errors.E031.format(index=max(bad.experts), rule=bad.id, n_experts=n_experts,
                                                 max_index=n_experts - 1))
         self.kb, self.rules = kb, rules
-        self.featurizer = KnowledgeFeaturizer(self.vocab, kb, rules, labels=self.labels, n_experts=n_experts)
+        words = float(self.model.attrs["settings"].get("knowledge_words", 0.0)) > 0.0
+        self.featurizer = KnowledgeFeaturizer(self.vocab, kb, rules, labels=self.labels, n_experts=n_experts,
+                                              entity_words=words)
         set_knowledge(self.model, self.featurizer)
 
     # --- initialize / predict ----------------------------------------------------------

@@ -183,10 +183,12 @@ def test_spacy_init_config_gives_the_tuned_defaults(factory: str) -> None:
     shipped_model = dict(shipped["components"]["textcat"]["model"])
     shipped_model["exclusive_classes"] = factory == "sparse_expert_textcat"
     assert model["bow_scale"] == 10.0 and model["path_dropout"] == 0.5
-    # except the knowledge gate: off by default so that pipelines saved before it existed
-    # (whose model block spaCy fills from the factory default) load unchanged
+    # except the knowledge gate and the KB description words: off by default so that
+    # pipelines saved before they existed (whose model block spaCy fills from the factory
+    # default) load unchanged
     assert model["knowledge_gate"] is False and model["knowledge_dropout"] == 0.0
-    gate = {"knowledge_gate", "knowledge_dropout"}
+    assert model["knowledge_words"] == 0.0 and shipped_model["knowledge_words"] == 1.0
+    gate = {"knowledge_gate", "knowledge_dropout", "knowledge_words"}
     assert {k: v for k, v in model.items() if k in shipped_model and k not in gate} == {
         k: v for k, v in shipped_model.items() if k not in gate}
     # the component's settings too (factory, scorer and threshold differ by design)

@@ -183,23 +183,27 @@ class MoEDocClassifier(nn.Module):
         expert_bias: Tensor,
         label_bias: Tensor,
         token_keys: Optional[Tensor] = None,
+        bow_knowledge: Optional[Tensor] = None,
     ) -> ClassifierOutput:
         """enc: encoder inputs; doc_index: (N,); bow_ids, bow_weights: (M,) with
         bow_offsets (B,); know_ids: (K,) with know_offsets (N,) (one bag per token);
         know_dense: (N, n_dense); expert_bias: (N, E); label_bias: (B, L); token_keys:
         (N,) int64 digests of each token's encoder inputs, which let a context-free
-        model predict from its token cache (see :meth:`uses_token_cache`)."""
+        model predict from its token cache (see :meth:`uses_token_cache`); bow_knowledge:
+        (M,) bool, the n-gram bag's entries that are the KB's words (its linked entities'
+        descriptions), dropped with the rest of a document's knowledge."""
         if token_keys is not None and self.uses_token_cache(know_ids, know_dense, expert_bias):
             return self._forward_cached(enc, token_keys, doc_index, n_docs, bow_ids, bow_offsets, bow_weights,
-                                        know_ids, know_offsets, label_bias)
+                                        know_ids, know_offsets, label_bias, bow_knowledge)
         x = self.encoder(**enc)
         n_tokens = x.shape[0]
         keep_doc: Optional[Tensor] = None
         if not self.training and not self.knowledge_on:
             keep_doc = x.new_zeros(n_docs)
             expert_bias, label_bias = torch.zeros_like(expert_bias), torch.zeros_like(label_bias)
-        elif self.training and self.knowledge_dropout > 0.0 and _has_knowledge(know_ids, know_dense, expert_bias,
-                                                                               label_bias):
+        elif self.training and self.knowledge_dropout > 0.0 and (
+                _has_knowledge(know_ids, know_dense, expert_bias, label_bias)
+                or (bow_knowledge is not None and bool(bow_knowledge.any()))):
             # drawn from the knowledge's own stream, so the global stream (dropout, path
             # dropout) follows the same sequence with knowledge on or off
             self._knowledge_draws += 1
@@ -226,7 +230,8 @@ class MoEDocClassifier(nn.Module):
                 if i == 0:
                     indices, weights = out.expert_indices, out.expert_weights
         return self._doc_outputs(x, aux, tuple(router_logits), indices, weights, doc_index, n_docs, bow_ids,
-                                 bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc)
+                                 bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc,
+                                 bow_knowledge=bow_knowledge)
 
     def uses_token_cache(self, know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor) -> bool:
         """Whether this forward can take each token's state from the token cache: in
@@ -271,7 +276,8 @@ class MoEDocClassifier(nn.Module):
 
     def _forward_cached(self, enc: Dict[str, Any], token_keys: Tensor, doc_index: Tensor, n_docs: int,
                         bow_ids: Tensor, bow_offsets: Tensor, bow_weights: Tensor, know_ids: Tensor,
-                        know_offsets: Tensor, label_bias: Tensor) -> ClassifierOutput:
+                        know_offsets: Tensor, label_bias: Tensor,
+                        bow_knowledge: Optional[Tensor] = None) -> ClassifierOutput:
         rows = self.token_cache.gather(token_keys, [p for p in self.parameters()],
                                        lambda positions: self._token_rows(enc, positions))
         keep_doc = None if self.knowledge_on else label_bias.new_zeros(n_docs)
@@ -291,12 +297,13 @@ class MoEDocClassifier(nn.Module):
             x = attended
         return self._doc_outputs(x, aux, router_logits, rows["indices"], rows["weights"], doc_index, n_docs,
                                  bow_ids, bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc,
-                                 experts=experts)
+                                 experts=experts, bow_knowledge=bow_knowledge)
 
     def _doc_outputs(self, x: Tensor, aux: Tensor, router_logits: Tuple[Tensor, ...], indices: Tensor,
                      weights: Tensor, doc_index: Tensor, n_docs: int, bow_ids: Tensor, bow_offsets: Tensor,
                      bow_weights: Tensor, know_ids: Tensor, know_offsets: Tensor, label_bias: Tensor,
-                     keep_doc: Optional[Tensor], experts: Optional[Tensor] = None) -> ClassifierOutput:
+                     keep_doc: Optional[Tensor], experts: Optional[Tensor] = None,
+                     bow_knowledge: Optional[Tensor] = None) -> ClassifierOutput:
         """Pool the token states into each document's logits (unless ``experts`` gives
         them) and add the document-level paths (the rules' label bias, the n-gram bag,
         the knowledge bag)."""
@@ -308,8 +315,15 @@ class MoEDocClassifier(nn.Module):
             if self.training and self.path_dropout > 0.0:
                 keep = (torch.rand(n_docs, 1, device=experts.device) >= self.path_dropout).to(experts.dtype)
                 contributions["experts"], contributions["rules"] = experts * keep, rules * keep
+            bow_weights = bow_weights.to(experts.dtype)
+            if bow_knowledge is not None and keep_doc is not None and bow_knowledge.numel():
+                # the KB's words of documents whose knowledge is dropped (or switched off)
+                counts = torch.diff(bow_offsets, append=bow_offsets.new_full((1,), bow_ids.shape[0]))
+                entry_doc = torch.repeat_interleave(torch.arange(n_docs, device=bow_ids.device), counts)
+                drop = bow_knowledge & (keep_doc[entry_doc] == 0)
+                bow_weights = bow_weights.masked_fill(drop, 0.0)
             contributions["ngrams"] = self.bow_scale * self.bow(bow_ids, bow_offsets, per_sample_weights=(
-                self._bow_weights(bow_ids, bow_offsets, bow_weights.to(experts.dtype), n_docs)))
+                self._bow_weights(bow_ids, bow_offsets, bow_weights, n_docs)))
         if self.know_bow is not None:
             bag = (self._knowledge_bag(know_ids, know_offsets, doc_index, n_docs) if know_ids.numel()
                    else experts.new_zeros(n_docs, self.n_labels))
