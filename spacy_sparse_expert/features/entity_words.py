@@ -64,8 +64,8 @@ def build_entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> E
 
 def entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> EntityWords:
     """`kb`'s EntityWords for the tokenizer `make_doc`, built once per KB and vocab."""
-    vocab = getattr(make_doc, "vocab", None)
-    return kb.derived(("entity_words", id(vocab)), lambda: build_entity_words(kb, make_doc))
+    # keyed by the vocab itself (as the alias linker is): the NORM keys are its strings'
+    return kb.derived(("entity_words", getattr(make_doc, "vocab", None)), lambda: build_entity_words(kb, make_doc))
 
 
 def doc_words(words: EntityWords, docs: np.ndarray, entities: np.ndarray, n_docs: int
