@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
+from spacy.attrs import IS_ALPHA, IS_STOP, NORM
 from spacy.tokens import Doc
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,20 +47,28 @@ def _descriptions(kb: "KnowledgeBase") -> list[str]:
 def build_entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> EntityWords:
     """EntityWords of `kb`'s descriptions, tokenized by `make_doc`."""
     texts = _descriptions(kb)
-    counts = np.zeros(kb.n_entities, dtype=np.int64)
+    owners: list[np.ndarray] = []
     parts: list[np.ndarray] = []
     for e, text in enumerate(texts):
         if not text:
             continue
-        doc = make_doc(text)
-        keys = {t.norm for t in doc if t.is_alpha and not t.is_stop}
-        if keys:
-            parts.append(np.array(sorted(keys), dtype=np.uint64))
-            counts[e] = len(keys)
+        # one to_array per description: no per-token Python
+        rows = make_doc(text).to_array([NORM, IS_ALPHA, IS_STOP])
+        keys = rows[(rows[:, 1] == 1) & (rows[:, 2] == 0), 0]
+        parts.append(keys)
+        owners.append(np.full(len(keys), e, dtype=np.int64))
     indptr = np.zeros(kb.n_entities + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    keys_all = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-    return EntityWords(indptr, keys_all)
+    if not parts:
+        return EntityWords(indptr, np.zeros(0, dtype=np.uint64))
+    keys_all, owner = np.concatenate(parts).astype(np.uint64), np.concatenate(owners)
+    # each entity's keys sorted and distinct: by key, then stably by entity
+    order = np.argsort(keys_all, kind="stable")
+    order = order[np.argsort(owner[order], kind="stable")]
+    keys_all, owner = keys_all[order], owner[order]
+    keep = np.ones(len(keys_all), dtype=np.bool_)
+    keep[1:] = (keys_all[1:] != keys_all[:-1]) | (owner[1:] != owner[:-1])
+    np.cumsum(np.bincount(owner[keep], minlength=kb.n_entities), out=indptr[1:])
+    return EntityWords(indptr, keys_all[keep])
 
 
 def entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> EntityWords:
