@@ -2,8 +2,8 @@
 classifier's bag of n-grams uses for a document's own words.
 
 A linked entity brings its description's words into its document's bag of words
-("Arsenal" -> "association football club in London"), weighted below the document's
-own words (the model setting ``knowledge_words``). The words are shared with the
+("Manchester United" -> "professional association football club based in Manchester"),
+at the weight of the model setting ``knowledge_words``. The words are shared with the
 text's: "football" from a description and "football" in a training document are one
 feature, so a document that names a club never seen in training still says
 "football". That is how a KB helps any label set by itself: nothing in it is tuned to
@@ -11,16 +11,18 @@ the labels, and the classifier learns which words matter from the labelled docum
 
 Keys are spaCy NORM hashes (the n-gram path hashes NORM) of the description's tokens,
 made with the pipeline's blank tokenizer; punctuation, numbers, spaces and stop words
-are left out, and each entity keeps each word once. Built once per KB and vocab (a
-tokenizer pass over the descriptions: ~0.1 s for the shipped KB's 13,666).
+are left out, and each entity keeps each word once (kb/description_words.py). ``kb
+import`` stores them for spaCy's blank tokenizer of its language; other tokenizers (or
+KBs imported before) build them once per KB and vocab, on first use.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
-from spacy.attrs import IS_ALPHA, IS_STOP, NORM
 from spacy.tokens import Doc
+
+from ..kb.description_words import description_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -46,33 +48,18 @@ def _descriptions(kb: "KnowledgeBase") -> list[str]:
 
 def build_entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> EntityWords:
     """EntityWords of `kb`'s descriptions, tokenized by `make_doc`."""
-    texts = _descriptions(kb)
-    owners: list[np.ndarray] = []
-    parts: list[np.ndarray] = []
-    for e, text in enumerate(texts):
-        if not text:
-            continue
-        # one to_array per description: no per-token Python
-        rows = make_doc(text).to_array([NORM, IS_ALPHA, IS_STOP])
-        keys = rows[(rows[:, 1] == 1) & (rows[:, 2] == 0), 0]
-        parts.append(keys)
-        owners.append(np.full(len(keys), e, dtype=np.int64))
-    indptr = np.zeros(kb.n_entities + 1, dtype=np.int64)
-    if not parts:
-        return EntityWords(indptr, np.zeros(0, dtype=np.uint64))
-    keys_all, owner = np.concatenate(parts).astype(np.uint64), np.concatenate(owners)
-    # each entity's keys sorted and distinct: by key, then stably by entity
-    order = np.argsort(keys_all, kind="stable")
-    order = order[np.argsort(owner[order], kind="stable")]
-    keys_all, owner = keys_all[order], owner[order]
-    keep = np.ones(len(keys_all), dtype=np.bool_)
-    keep[1:] = (keys_all[1:] != keys_all[:-1]) | (owner[1:] != owner[:-1])
-    np.cumsum(np.bincount(owner[keep], minlength=kb.n_entities), out=indptr[1:])
-    return EntityWords(indptr, keys_all[keep])
+    return EntityWords(*description_words(_descriptions(kb), make_doc))
 
 
 def entity_words(kb: "KnowledgeBase", make_doc: Callable[[str], Doc]) -> EntityWords:
-    """`kb`'s EntityWords for the tokenizer `make_doc`, built once per KB and vocab."""
+    """`kb`'s EntityWords for the tokenizer `make_doc`: the ones `kb import` stored with the
+    KB when they were made by the same tokenizer (spaCy's blank one of the language, named
+    by its ``alias_index_key``), else built once per KB and vocab."""
+    arrays = kb.entity_arrays
+    key = getattr(make_doc, "alias_index_key", None)
+    if (key is not None and arrays.words_tokenizer == key and arrays.words_indptr is not None
+            and arrays.words is not None):
+        return EntityWords(arrays.words_indptr, arrays.words)
     # keyed by the vocab itself (as the alias linker is): the NORM keys are its strings'
     return kb.derived(("entity_words", getattr(make_doc, "vocab", None)), lambda: build_entity_words(kb, make_doc))
 

@@ -42,7 +42,8 @@ import pyoxigraph as ox
 
 from ..errors import Errors, KBImportError, Warnings
 from . import storage
-from .alias_index import build_blank_alias_index, check_blank_language
+from .alias_index import blank_tokenizer_key, build_blank_alias_index, check_blank_language
+from .description_words import blank_description_words
 from .outputs import check_kb_output
 from .phases import Phase, PhaseCallback, PhaseClock
 from .collect import Collected, ProgressCallback, collect_triples, unique_ints
@@ -420,6 +421,9 @@ def import_rdf(sources: Sequence[str | Path], output: str | Path, *, sparql: str
             # derived once here and stored with the KB (kb/views.py), not at every load
             clock.start("entity arrays")
             arrays = kb.entity_arrays
+            if alias_index_lang is not None:  # the description words, for the same blank tokenizer
+                arrays.words_indptr, arrays.words = blank_description_words(kb.descriptions, alias_index_lang)
+                arrays.words_tokenizer = blank_tokenizer_key(alias_index_lang)
             clock.end(entities=kb.n_entities, neighbour_links=int(arrays.nbrs.size))
             kb.meta["timing"]["phases"]["entity arrays"] = clock.seconds["entity arrays"]
             clock.start("write")

@@ -43,6 +43,11 @@ class EntityArrays:
     pred_idf: np.ndarray            # float32 (n_predicates,)
     nbr_indptr: np.ndarray          # int64 (n_entities + 1,) neighbours in either direction
     nbrs: np.ndarray                # int64
+    # the NORM keys of each entity's description words (features/entity_words.py) for the
+    # blank tokenizer named `words_tokenizer`, when `kb import` made them; else None
+    words_indptr: Optional[np.ndarray] = None   # int64 (n_entities + 1,)
+    words: Optional[np.ndarray] = None          # uint64
+    words_tokenizer: Optional[str] = None
 
 
 def build_entity_arrays(kb: "KnowledgeBase") -> EntityArrays:
@@ -93,9 +98,14 @@ STORED: Dict[str, type] = {
 
 def stored_arrays(arrays: EntityArrays, content_sha256: str) -> Dict[str, np.ndarray]:
     """What ``entity_arrays.npz`` holds for `arrays` of the KB whose files have digest
-    `content_sha256` (meta.json's): the STORED fields and the keys as a JSON string."""
-    keys = json.dumps({"version": VERSION, "content_sha256": content_sha256})
-    return {**{name: getattr(arrays, name) for name in STORED}, "keys": np.array(keys)}
+    `content_sha256` (meta.json's): the STORED fields, the description words where there
+    are some, and the keys as a JSON string."""
+    key: Dict[str, object] = {"version": VERSION, "content_sha256": content_sha256}
+    out = {name: getattr(arrays, name) for name in STORED}
+    if arrays.words_tokenizer is not None and arrays.words_indptr is not None and arrays.words is not None:
+        key["words_tokenizer"] = arrays.words_tokenizer
+        out.update(words_indptr=arrays.words_indptr, words=arrays.words)
+    return {**out, "keys": np.array(json.dumps(key))}
 
 
 def from_stored(kb: "KnowledgeBase", stored: Mapping[str, np.ndarray]) -> Optional[EntityArrays]:
@@ -133,11 +143,21 @@ def from_stored(kb: "KnowledgeBase", stored: Mapping[str, np.ndarray]) -> Option
     for name, n in (("type_idf", kb.n_types), ("pred_idf", kb.n_predicates)):
         if stored[name].shape != (n,) or not np.isfinite(stored[name]).all():
             raise ValueError(f"array {name!r} is not {n:,} finite numbers")
+    words_tokenizer = keys.get("words_tokenizer")
+    words_indptr, words = stored.get("words_indptr"), stored.get("words")
+    if words_tokenizer is not None:
+        if (words_indptr is None or words is None or words_indptr.dtype != np.int64 or words.dtype != np.uint64
+                or words_indptr.shape != (n_ent + 1,) or words_indptr[0] != 0
+                or words_indptr[-1] != words.shape[0] or np.any(words_indptr[1:] < words_indptr[:-1])):
+            raise ValueError("arrays 'words_indptr' and 'words' do not index description words per entity")
     return EntityArrays(
         types_indptr=stored["types_indptr"], types=stored["types"], preds_indptr=stored["preds_indptr"],
         preds=stored["preds"], features=np.asarray(kb.feature_matrix, dtype=np.float32), type_index=kb.type_index,
         predicate_index=kb.predicate_index, type_idf=stored["type_idf"], pred_idf=stored["pred_idf"],
-        nbr_indptr=stored["nbr_indptr"], nbrs=stored["nbrs"])
+        nbr_indptr=stored["nbr_indptr"], nbrs=stored["nbrs"],
+        words_indptr=words_indptr if words_tokenizer is not None else None,
+        words=words if words_tokenizer is not None else None,
+        words_tokenizer=str(words_tokenizer) if words_tokenizer is not None else None)
 
 
 __all__ = ["EntityArrays", "STORED", "VERSION", "build_entity_arrays", "from_stored", "stored_arrays"]

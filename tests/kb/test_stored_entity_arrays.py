@@ -17,8 +17,9 @@ import spacy
 
 from spacy_sparse_expert.features.features import KnowledgeFeaturizer
 from spacy_sparse_expert.kb import storage, views
-from spacy_sparse_expert.kb.alias_index import read_alias_index
+from spacy_sparse_expert.kb.alias_index import blank_tokenizer_key, read_alias_index
 from spacy_sparse_expert.kb.compile import compile_kb, import_rdf
+from spacy_sparse_expert.kb.description_words import blank_description_words
 from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
 from spacy_sparse_expert.kb.views import EntityArrays, build_entity_arrays
 
@@ -72,8 +73,15 @@ def test_import_stores_what_a_fresh_build_gives(graph: str, fixtures_dir: Path, 
         assert _mapped(array) and not array.flags.writeable and array.ctypes.data % 64 == 0, name
     # the stored file is an ordinary .npz, and its keys name this KB's files
     with np.load(folder / storage.ENTITY_ARRAYS_FILE, allow_pickle=False) as npz:
-        assert sorted(npz.files) == sorted([*views.STORED, "keys"])
-        assert json.loads(str(npz["keys"])) == {"version": views.VERSION, "content_sha256": kb.meta["content_sha256"]}
+        assert sorted(npz.files) == sorted([*views.STORED, "words_indptr", "words", "keys"])
+        assert json.loads(str(npz["keys"])) == {"version": views.VERSION, "content_sha256": kb.meta["content_sha256"],
+                                                "words_tokenizer": blank_tokenizer_key("en")}
+    # and the description words of spaCy's blank English tokenizer, as a fresh tokenizing gives
+    words_indptr, words = blank_description_words(kb.descriptions, "en")
+    assert stored.words_tokenizer == blank_tokenizer_key("en") and (_mapped(stored.words) or not stored.words.size)
+    assert (graph == "shipped") == bool(stored.words.size)  # only the shipped graph has descriptions
+    np.testing.assert_array_equal(stored.words_indptr, words_indptr)
+    np.testing.assert_array_equal(stored.words, words)
 
 
 def test_a_folder_without_them_loads_the_same(small_dir: Path, tmp_path: Path) -> None:

@@ -101,16 +101,38 @@ def test_linked_entities_bring_their_description_words(shipped_kb_dir):
     docs = [nlp("Manchester United lost at home."), nlp("It rained all day.")]
     with_words = KnowledgeFeaturizer(nlp.vocab, kb, None, labels=["a", "b"], n_experts=2, entity_words=True)
     batch = with_words.pipe(docs)
-    strings = nlp.vocab.strings
-    words = [{strings[int(k)] for k in dk.words} for dk in batch]
+    # the keys come from the KB folder (kb import stored them): compared as hashes
+    words = [set(dk.words.tolist()) for dk in batch]
+    key = nlp.vocab.strings.add
     # a club's description speaks of football; a doc without links gets no words
-    assert {"football", "club"} <= words[0] and not words[1]
-    assert not any(t in words[0] for t in ("the", "at", ","))  # no stop words or punctuation
+    assert {key("football"), key("club")} <= words[0] and not words[1]
+    assert not any(key(t) in words[0] for t in ("the", "at", ","))  # no stop words or punctuation
     # the words are exactly those of the linked entities' descriptions, tokenized
     linked = {e for e in with_words.linker.pipe(docs[:1])[0].entities.tolist()}
-    expected = {t.norm_ for e in linked for t in nlp.make_doc(kb.description(e)) if t.is_alpha and not t.is_stop}
+    expected = {t.norm for e in linked for t in nlp.make_doc(kb.description(e)) if t.is_alpha and not t.is_stop}
     assert words[0] == expected
     # off (the default): no words, the rest of the features unchanged
     without = KnowledgeFeaturizer(nlp.vocab, kb, None, labels=["a", "b"], n_experts=2).pipe(docs)
     assert all(len(dk.words) == 0 for dk in without)
     assert np.array_equal(without[0].ids, batch[0].ids) and np.array_equal(without[0].dense, batch[0].dense)
+
+
+def test_stored_words_equal_words_built_at_first_use(shipped_kb_dir):
+    """kb import stores the words for spaCy's blank tokenizer; a KB without them (from
+    bytes here) builds the same ones on first use, and a tokenizer of another name
+    builds its own instead of reading the stored ones."""
+    from spacy_sparse_expert.features.entity_words import build_entity_words, entity_words
+    from spacy_sparse_expert.features.linker import blank_tokenizer
+    from spacy_sparse_expert.kb.knowledge_base import KnowledgeBase
+
+    kb = KnowledgeBase.from_disk(shipped_kb_dir)
+    make_doc = blank_tokenizer(spacy.blank("en").vocab)
+    stored = entity_words(kb, make_doc)
+    assert stored.keys is kb.entity_arrays.words and stored.n_with_words > 13000
+    again = KnowledgeBase.from_bytes(kb.to_bytes())
+    assert again.entity_arrays.words_tokenizer is None
+    built = entity_words(again, make_doc)
+    assert np.array_equal(built.indptr, stored.indptr) and np.array_equal(built.keys, stored.keys)
+    other = spacy.blank("en").tokenizer  # no alias_index_key: never trusted with stored keys
+    assert entity_words(kb, other).keys is not kb.entity_arrays.words
+    assert np.array_equal(build_entity_words(kb, other).keys, stored.keys)
