@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import numpy as np
 from spacy.tokens import Doc
 
-from ..kb.description_words import description_words
+from ..kb.description_words import description_words, distinct_by_owner
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -72,21 +72,11 @@ def doc_words(words: EntityWords, docs: np.ndarray, entities: np.ndarray, n_docs
     begin = words.indptr[entities]
     counts = words.indptr[entities + 1] - begin
     total = int(counts.sum())
-    indptr = np.zeros(n_docs + 1, dtype=np.int64)
     if total == 0:
-        return indptr, np.zeros(0, dtype=np.uint64)
+        return np.zeros(n_docs + 1, dtype=np.int64), np.zeros(0, dtype=np.uint64)
     row_start = np.repeat(np.cumsum(counts) - counts, counts)
     keys = words.keys[np.repeat(begin, counts) + (np.arange(total, dtype=np.int64) - row_start)]
-    owner = np.repeat(np.asarray(docs, dtype=np.int64), counts)
-    # distinct (doc, key): sort by key, then stably by doc
-    order = np.argsort(keys, kind="stable")
-    order = order[np.argsort(owner[order], kind="stable")]
-    keys, owner = keys[order], owner[order]
-    keep = np.ones(total, dtype=np.bool_)
-    keep[1:] = (keys[1:] != keys[:-1]) | (owner[1:] != owner[:-1])
-    keys, owner = keys[keep], owner[keep]
-    np.cumsum(np.bincount(owner, minlength=n_docs), out=indptr[1:])
-    return indptr, keys
+    return distinct_by_owner(keys, np.repeat(np.asarray(docs, dtype=np.int64), counts), n_docs)
 
 
 __all__ = ["EntityWords", "build_entity_words", "doc_words", "entity_words"]

@@ -30,18 +30,23 @@ def description_words(descriptions: Sequence[str], make_doc: Callable[[str], Any
         keys = rows[(rows[:, 1] == 1) & (rows[:, 2] == 0), 0]
         parts.append(keys)
         owners.append(np.full(len(keys), e, dtype=np.int64))
-    indptr = np.zeros(len(descriptions) + 1, dtype=np.int64)
     if not parts:
-        return indptr, np.zeros(0, dtype=np.uint64)
-    keys_all, owner = np.concatenate(parts).astype(np.uint64), np.concatenate(owners)
-    # each description's keys sorted and distinct: by key, then stably by description
-    order = np.argsort(keys_all, kind="stable")
+        return np.zeros(len(descriptions) + 1, dtype=np.int64), np.zeros(0, dtype=np.uint64)
+    return distinct_by_owner(np.concatenate(parts).astype(np.uint64), np.concatenate(owners), len(descriptions))
+
+
+def distinct_by_owner(keys: np.ndarray, owner: np.ndarray, n_owners: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64 (n_owners + 1,), keys): each owner's distinct `keys` (uint64, any
+    order, `owner[i]` the owner of `keys[i]`), sorted, as CSR. Two sorts, no per-owner
+    Python (the keys are 64-bit hashes: no room to pack the owner into them)."""
+    order = np.argsort(keys, kind="stable")
     order = order[np.argsort(owner[order], kind="stable")]
-    keys_all, owner = keys_all[order], owner[order]
-    keep = np.ones(len(keys_all), dtype=np.bool_)
-    keep[1:] = (keys_all[1:] != keys_all[:-1]) | (owner[1:] != owner[:-1])
-    np.cumsum(np.bincount(owner[keep], minlength=len(descriptions)), out=indptr[1:])
-    return indptr, keys_all[keep]
+    keys, owner = keys[order], owner[order]
+    keep = np.ones(len(keys), dtype=np.bool_)
+    keep[1:] = (keys[1:] != keys[:-1]) | (owner[1:] != owner[:-1])
+    indptr = np.zeros(n_owners + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner[keep], minlength=n_owners), out=indptr[1:])
+    return indptr, keys[keep]
 
 
 def blank_description_words(descriptions: Sequence[str], lang: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,4 +56,4 @@ def blank_description_words(descriptions: Sequence[str], lang: str) -> tuple[np.
     return description_words(descriptions, spacy.blank(lang).tokenizer)
 
 
-__all__ = ["blank_description_words", "description_words"]
+__all__ = ["blank_description_words", "description_words", "distinct_by_owner"]
