@@ -10,7 +10,7 @@ Build one with :func:`spacy_sparse_expert.kb.compile.import_rdf` (to a directory
 :meth:`KnowledgeBase.from_disk`.
 
 Loading a format-2 folder (kb/storage.py) maps its files and checks only what costs
-nothing (presence, dtypes, shapes, lengths, the ends of every CSR index array): the
+nothing (the checks are kb/array_checks.py) (presence, dtypes, shapes, lengths, the ends of every CSR index array): the
 value checks of a group of arrays (ids in range, index arrays ascending, priors, graph
 features) run on the first access to any array of the group, and a string table checks
 its offsets on its first lookup; the IRI and alias dictionaries are built on their first
@@ -28,7 +28,7 @@ import threading
 import time
 import unicodedata
 import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -39,6 +39,7 @@ from ..errors import Errors, KBFormatError, Warnings
 from . import kb_numbers, storage, views
 from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
 from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, write_alias_index
+from .array_checks import CheckedArrays, check_structure
 from .folding import fold_accents, folded_index, merge_candidates
 from .graph_features import normalize_features
 from .strings import BlankStrings, StringTable
@@ -138,14 +139,9 @@ class KnowledgeBase:
             if array.flags.writeable:
                 array.setflags(write=False)
         self._raw = raw
-        self._checked: set[str] = set()
         self._check_lock = threading.Lock()
-        self._arrays: Mapping[str, np.ndarray] = _CheckedArrays(self)
-        self._check_structure(check_tables=not mapped)
-        if not lazy_checks:
-            for group in _GROUPS:
-                self._check_group(group)
-                self._checked.add(group)
+        check_structure(self, raw, check_tables=not mapped)
+        self._arrays: CheckedArrays = CheckedArrays(self, raw, version=self._version, where=where, lazy=lazy_checks)
         self._derived: dict[Hashable, Any] = {}
         # The folder this KB was read from, and its alias index (`alias_index.py`): the
         # linker checks the index's keys and rebuilds a missing or stale one into `path`.
@@ -188,77 +184,6 @@ class KnowledgeBase:
     def __reduce__(self) -> tuple[Any, ...]:
         # For multiprocessing (nlp.pipe(n_process=...)): the parts as bytes, never the maps.
         return (_restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
-
-    def _check_structure(self, *, check_tables: bool) -> None:
-        """Raise ValueError unless tables and arrays fit together in what costs nothing to
-        check: sizes, dimensions, lengths and both ends of every CSR index array."""
-        if check_tables:
-            for name in TABLE_NAMES:
-                if not all(isinstance(x, str) for x in getattr(self, name)):
-                    raise ValueError(f"table {name!r} holds values that are not strings")
-        elif not all(isinstance(x, str) for x in self.feature_names):
-            raise ValueError("table 'feature_names' holds values that are not strings")
-        n_ent, a = self.n_entities, self._raw
-        for name, array in a.items():
-            if array.ndim != (2 if name == "graph_features" else 1):
-                raise ValueError(f"array {name!r} has {array.ndim} dimensions")
-        pairs = (("labels", self.labels, n_ent), ("type_labels", self.type_labels, self.n_types),
-                 ("alias_surfaces", self.alias_surfaces, self.n_aliases), ("descriptions", self.descriptions, n_ent))
-        for name, table, n in pairs:
-            if len(table) != n:
-                raise ValueError(f"table {name!r} has {len(table)} rows, expected {n}")
-        for indptr_name, rows, values in self._csr():
-            indptr, n_values = a[indptr_name], a[values[0]].shape[0]
-            if (indptr.shape[0] != rows + 1 or indptr[0] != 0 or indptr[-1] != n_values
-                    or any(a[v].shape != (n_values,) for v in values)):
-                raise ValueError(f"array {indptr_name!r} does not index {'/'.join(values)}")
-        if a["graph_features"].shape != (n_ent, self.n_features):
-            raise ValueError(f"array 'graph_features' has shape {a['graph_features'].shape}, "
-                             f"expected {(n_ent, self.n_features)}")
-
-    def _csr(self) -> tuple[tuple[str, int, tuple[str, ...]], ...]:
-        return (("alias_indptr", self.n_aliases, ("alias_entities", "alias_priors")),
-                ("type_indptr", self.n_entities, ("type_ids", "type_direct")),
-                ("relation_indptr", self.n_entities, ("relation_predicates", "relation_objects")))
-
-    def _check_group(self, group: str) -> None:
-        """Check the values of one group of arrays (O(size)): index arrays ascending, ids in
-        range, then numbers (`kb_numbers`). Raises ValueError or kb_numbers.BadNumber."""
-        a, file = self._raw, storage.data_file
-        for indptr_name, _, values in self._csr():
-            if _GROUP_OF[indptr_name] == group and np.any(a[indptr_name][1:] < a[indptr_name][:-1]):
-                raise _BadArray(indptr_name, f"array {indptr_name!r} does not index {'/'.join(values)}")
-        ids = (("alias_entities", self.n_entities), ("type_ids", self.n_types),
-               ("relation_predicates", self.n_predicates), ("relation_objects", self.n_entities))
-        for name, n in ids:
-            if _GROUP_OF[name] == group and a[name].size and (a[name].min() < 0 or a[name].max() >= n):
-                raise _BadArray(name, f"array {name!r} holds ids outside 0..{n - 1}")
-        if group == "aliases":
-            kb_numbers.check_priors(a["alias_priors"], a["alias_indptr"],
-                                    file=file("alias_priors", self._version))
-        elif group == "features":
-            kb_numbers.check_graph_features(a["graph_features"], self.feature_names, self.n_entities,
-                                            file=file("graph_features", self._version))
-        elif group == "types":
-            kb_numbers.check_flags(a["type_direct"], "type_direct", file=file("type_direct", self._version))
-
-    def _checked_array(self, name: str) -> np.ndarray:
-        """Array `name` after its group's checks (run once, on first access); a failure is
-        the coded error naming the folder, file and field."""
-        group = _GROUP_OF[name]
-        if group not in self._checked:
-            with self._check_lock:
-                if group not in self._checked:
-                    try:
-                        self._check_group(group)
-                    except kb_numbers.BadNumber as err:
-                        raise KBFormatError(Errors.E110.format(path=self._where, file=err.file,
-                                                               field=repr(err.field), reason=err.reason)) from err
-                    except _BadArray as err:
-                        where = storage.data_file(err.array, self._version)
-                        raise KBFormatError(Errors.E009.format(path=self._where, reason=f"{where}: {err}")) from err
-                    self._checked.add(group)
-        return self._raw[name]
 
     # --- sizes -------------------------------------------------------------------------
 
@@ -597,7 +522,7 @@ class KnowledgeBase:
         """Run every check now that a format-2 KB would run on first use (`kb info` and
         tests; raises KBFormatError E009/E110)."""
         for name in ARRAY_DTYPES:
-            self._checked_array(name)
+            self._arrays[name]
         for name in TABLE_NAMES:
             table = getattr(self, name)
             for _ in table:  # decodes every string: offsets and UTF-8
@@ -616,39 +541,3 @@ def _restore(data: bytes, path: str | None, by_reference: bool) -> KnowledgeBase
     kb = KnowledgeBase.from_bytes(data)
     kb.path, kb.by_reference = (None if path is None else Path(path)), by_reference
     return kb
-
-
-class _BadArray(ValueError):
-    """The values of array `array` do not fit the KB (a value check failed)."""
-
-    def __init__(self, array: str, message: str) -> None:
-        super().__init__(message)
-        self.array = array
-
-
-# The groups of arrays checked together, and the group of each array.
-_GROUPS = ("aliases", "types", "relations", "features")
-_GROUP_OF = {
-    "alias_indptr": "aliases", "alias_entities": "aliases", "alias_priors": "aliases",
-    "type_indptr": "types", "type_ids": "types", "type_direct": "types",
-    "relation_indptr": "relations", "relation_predicates": "relations", "relation_objects": "relations",
-    "graph_features": "features",
-}
-
-
-class _CheckedArrays(Mapping[str, np.ndarray]):
-    """A KB's arrays, each handed out after its group's checks (`_checked_array`)."""
-
-    def __init__(self, kb: KnowledgeBase) -> None:
-        self._kb = kb
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self._kb._raw:
-            raise KeyError(name)
-        return self._kb._checked_array(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._kb._raw)
-
-    def __len__(self) -> int:
-        return len(self._kb._raw)

@@ -83,13 +83,13 @@ def test_format_2_folder_is_memory_mapped(compiled: KnowledgeBase, v2_dir: Path)
 def test_loading_defers_the_checks_and_indexes(v2_dir: Path) -> None:
     """from_disk checks shapes only; value checks and dictionaries wait for first use."""
     kb = KnowledgeBase.from_disk(v2_dir)
-    assert kb._checked == set() and "_entity_index" not in kb.__dict__ and "_alias_index" not in kb.__dict__
+    assert kb._arrays.checked == set() and "_entity_index" not in kb.__dict__ and "_alias_index" not in kb.__dict__
     kb.alias_candidates(0)
-    assert kb._checked == {"aliases"}
+    assert kb._arrays.checked == {"aliases"}
     kb.get_entity_id(EX + "london")
     assert "_entity_index" in kb.__dict__
     kb.check_all()
-    assert kb._checked == {"aliases", "types", "relations", "features"}
+    assert kb._arrays.checked == {"aliases", "types", "relations", "features"}
 
 
 def test_format_1_is_still_read(compiled: KnowledgeBase, tmp_path: Path) -> None:
