@@ -34,11 +34,12 @@ Method
   ``pipe_min_tokens`` tokens where the code has it), in as many interleaved rounds as the timing,
   best round per part, reported as microseconds per word: tokenizer (``nlp.make_doc``), linking (the
   featurizer's linker per doc), rules (its rule matcher's token and entity hits),
-  knowledge assembly (``featurizer.pipe`` minus linking and rules: per-token arrays and
-  annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
+  knowledge assembly (``featurizer.pipe`` minus linking and rules: the per-token arrays;
+  in code older than commit 9126406's successor also the annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
   n-gram bags, knowledge concatenation), model (numpy -> torch and the module's forward
   in eval and inference mode, split into encoder / MoE / rest by forward hooks),
-  set_annotations, and other = the whole ``nlp.pipe`` pass minus all of these (thinc
+  set_annotations (making the annotation records of the batch's links and rule hits, where
+  the code makes them apart from the features, and writing them with the cats), and other = the whole ``nlp.pipe`` pass minus all of these (thinc
   wrapper, activation, spaCy's batching). Re-run with ``--label after`` once the parts
   change: profiles of other labels are kept in the results file, so "before" and "after"
   stand side by side; the speed table is always the latest run's.
@@ -267,6 +268,23 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
                 module(**to_torch(x, torch.device("cpu")))
         module.train(was_training)
 
+    # code that makes the annotation records apart from the features (only when they are
+    # written, not in training) makes them here, from the links and hits of each batch
+    lazy_records = batch_steps and hasattr(feat, "_analyse")
+    batch_hits = [feat._rule_hits(b, BatchLinks.of(bl)) if matcher is not None else None
+                  for b, bl in zip(batches, batch_links)] if lazy_records else []
+
+    def set_annotations() -> None:
+        if lazy_records:
+            from spacy_sparse_expert.features.rule_matcher import FlatHits
+
+            for b, p, bl, h in zip(batches, preds, batch_links, batch_hits):
+                p = {**p, "annotations": feat._annotations(bl, FlatHits.empty() if h is None else h)}
+                comp.set_annotations(b, p)
+            return
+        for b, p in zip(batches, preds):
+            comp.set_annotations(b, p)
+
     timed: dict[str, Callable[[], Any]] = {
         "tokenizer": lambda: [nlp.make_doc(t) for t in texts],
         "linking": (lambda: [link_batch(b) for b in batches]) if batch_steps
@@ -275,7 +293,7 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
         "featurizer_pipe": lambda: [feat.pipe(b) for b in batches],
         "arrays": lambda: [build_inputs(model, b, knowledge=k) for b, k in zip(batches, knowledge)],
         "model": forward,
-        "set_annotations": lambda: [comp.set_annotations(b, p) for b, p in zip(batches, preds)],
+        "set_annotations": set_annotations,
         "pipe": lambda: list(nlp.pipe(texts, batch_size=size)),
     }
     best: dict[str, float] = {}

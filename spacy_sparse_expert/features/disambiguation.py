@@ -5,13 +5,17 @@ Confidently linked mentions (a single candidate, or a high prior) make the docum
 context: the IDF-weighted types and predicates of their entities, and the entities
 themselves. Every ambiguous mention is re-ranked by prior + context similarity (more for a
 KB edge to a context entity); a very ambiguous alias without context support is dropped.
+
+The whole batch is decided with array operations (`ContextDisambiguator.choose`): every
+(mention, candidate) pair of a doc with something to re-rank is scored at once, its
+signature entries looked up in the doc's context counts by binary search. The per-mention
+loops this replaced are kept as the reference in tests/features/reference_linker.py, and
+the two give the same links (tests/features/test_batch_disambiguation.py).
 """
 from __future__ import annotations
 
-from collections import Counter
-from itertools import chain
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -43,159 +47,259 @@ class LinkResult:
         return cls(z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), z.copy(), np.zeros((0,), dtype=bool))
 
 
+class MentionArrays(NamedTuple):
+    """The alias mentions of a batch of docs as flat arrays, sorted by doc, then start:
+    each mention's doc, token start and end (within its doc), whether it is written
+    without capitals, and its candidates (entity rows and priors, highest prior first)
+    as CSR rows."""
+
+    docs: np.ndarray          # int64 (n,)
+    starts: np.ndarray        # int64 (n,)
+    ends: np.ndarray          # int64 (n,)
+    lowercase: np.ndarray     # bool (n,)
+    cand_indptr: np.ndarray   # int64 (n + 1,)
+    cand_entities: np.ndarray  # int64 (nnz,)
+    cand_priors: np.ndarray   # float32 (nnz,)
+
+    @classmethod
+    def of(cls, docs_mentions: Sequence[List[Mention]]) -> "MentionArrays":
+        """The arrays of per-doc mention lists (`Mention` tuples)."""
+        flat = [m for ms in docs_mentions for m in ms]
+        counts = np.fromiter((len(ms) for ms in docs_mentions), dtype=np.int64, count=len(docs_mentions))
+        sizes = np.fromiter((len(m[2][0]) for m in flat), dtype=np.int64, count=len(flat))
+        indptr = np.zeros(len(flat) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=indptr[1:])
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(np.repeat(np.arange(len(docs_mentions), dtype=np.int64), counts),
+                   np.fromiter((m[0] for m in flat), dtype=np.int64, count=len(flat)),
+                   np.fromiter((m[1] for m in flat), dtype=np.int64, count=len(flat)),
+                   np.fromiter((m[3] for m in flat), dtype=bool, count=len(flat)),
+                   indptr,
+                   np.concatenate([empty, *(np.asarray(m[2][0], dtype=np.int64) for m in flat)]),
+                   np.concatenate([np.zeros(0, dtype=np.float32),
+                                   *(np.asarray(m[2][1], dtype=np.float32) for m in flat)]))
+
+
+def segment_rows(indptr: np.ndarray, rows: np.ndarray, limit: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """The positions of CSR rows `rows` (each cut to its first `limit`): RETURNS (the
+    index into `rows` of each position, the positions), rows one after another."""
+    begin = indptr[rows]
+    counts = indptr[rows + 1] - begin
+    if limit is not None:
+        counts = np.minimum(counts, limit)
+    owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
+    return owner, np.repeat(begin - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()), dtype=np.int64)
+
+
+def lookup_sorted(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """values[i] where keys[i] == query (`keys` sorted, distinct), else 0."""
+    if not len(keys):
+        return np.zeros(len(queries), dtype=values.dtype)
+    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
+    return np.where(keys[pos] == queries, values[pos], 0)
+
+
+def in_sorted_rows(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Whether queries[i] is in CSR row rows[i] (each row's values sorted): one binary
+    search per query, all queries stepped together."""
+    lo, end = indptr[rows], indptr[rows + 1]
+    if not len(values):
+        return np.zeros(len(rows), dtype=bool)
+    hi = end.copy()
+    while True:
+        active = lo < hi
+        if not active.any():
+            break
+        mid = (lo + hi) >> 1
+        right = active & (values[np.where(active, mid, 0)] < queries)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(active & ~right, mid, hi)
+    found = lo < end
+    found[found] = values[lo[found]] == queries[found]
+    return found
+
+
+def _first_in_segments(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """The index of the first maximum of each segment (segments start at `starts`, none empty)."""
+    seg_max = np.maximum.reduceat(values, starts)
+    sizes = np.diff(np.append(starts, len(values)))
+    is_max = values == np.repeat(seg_max, sizes)
+    big = len(values)
+    return np.minimum.reduceat(np.where(is_max, np.arange(len(values)), big), starts)
+
+
 class ContextDisambiguator:
     """Choose among the candidates of a doc's mentions by prior and document context.
 
     arrays (EntityArrays): the KB's per-entity arrays (types, predicates, neighbours, IDF).
     config (LinkerConfig): the disambiguation thresholds (confident_prior, context_weight,
         max_flat_candidates, flat_prior, min_context_support, min_margin, neighbour_weight).
-    Entity signatures are cached, so one disambiguator serves every doc of a linker.
     """
 
     def __init__(self, arrays: "EntityArrays", config: "LinkerConfig") -> None:
         self.cfg = config
         self._arrays = arrays
-        self._sig_cache: Dict[int, Dict[int, float]] = {}
-        self._total_cache: Dict[int, float] = {}  # sum of each cached signature's weights
-        self._nbr_cache: Dict[int, FrozenSet[int]] = {}  # each entity's KB neighbours
+        self._n_types = len(arrays.type_idf)
+        self._n_features = self._n_types + len(arrays.pred_idf)
+        self._n_entities = len(arrays.types_indptr) - 1
+        self._nbrs: Optional[np.ndarray] = None  # the neighbours, each row sorted (made on first use)
 
     def __call__(self, mentions: List[Mention]) -> LinkResult:
-        """The chosen entity of each mention that is linked (`mentions`: non-overlapping,
-        sorted by start), with its prior and number of candidates."""
-        cfg = self.cfg
-        # Context profile: types and predicates of the confidently linked entities
-        # (a single candidate, or a prior of at least confident_prior). The thresholds
-        # are compared over all mentions at once, in float32 as the priors are.
-        sizes = [len(m[2][0]) for m in mentions]
-        best_pri = np.array([m[2][1][0] for m in mentions], dtype=np.float32)
-        sure = ((np.array(sizes) == 1) | (best_pri >= cfg.confident_prior)).tolist()
-        flats = ((np.array(sizes) > cfg.max_flat_candidates) & (best_pri < cfg.flat_prior)).tolist()
-        tops: List[Optional[int]] = [int(m[2][0][0]) if ok else None for m, ok in zip(mentions, sure)]
-        ctx_entities: Counter = Counter(top for top in tops if top is not None)
-        ctx_counts: Counter = Counter()
-        if ctx_entities and max(sizes) > 1:  # only a re-ranked mention reads the profile
-            ctx_counts = Counter(chain.from_iterable(self._signature(top).keys() for top in tops if top is not None))
-        chosen: List[int] = []
-        prior: List[float] = []
-        kept: List[int] = []
-        n_cands: List[int] = []
-        for j, (_, _, (ents, pri), _) in enumerate(mentions):
-            flat = flats[j]
-            if sizes[j] == 1 or not ctx_entities:
-                if not flat:  # else nothing to disambiguate a very ambiguous alias with
-                    chosen.append(int(ents[0]))
-                    prior.append(float(pri[0]))
-                    kept.append(j)
-                    n_cands.append(len(ents))
-                continue
-            # Re-rank every ambiguous mention (confident ones too) by prior + context;
-            # a confident mention's own contribution to the context is left out.
-            own = tops[j]
-            best, best_score, best_sim, second = 0, -1.0, 0.0, -1.0
-            for k, ent in enumerate(ents.tolist()):
-                sim = self._context_similarity(ent, ctx_counts, own=own)
-                if cfg.neighbour_weight and self._linked_nearby(ent, ctx_entities, own):
-                    sim += cfg.neighbour_weight
-                score = float(pri[k]) + cfg.context_weight * sim
-                if score > best_score:
-                    best, best_score, best_sim, second = k, score, sim, best_score
-                elif score > second:
-                    second = score
-            if flat and (best_sim < cfg.min_context_support or best_score - second < cfg.min_margin):
-                continue
-            chosen.append(int(ents[best]))
-            prior.append(float(pri[best]))
-            kept.append(j)
-            n_cands.append(len(ents))
-        starts = [mentions[j][0] for j in kept]
-        ends = [mentions[j][1] for j in kept]
-        return LinkResult(
-            np.array(starts, dtype=np.int64),
-            np.array(ends, dtype=np.int64),
-            np.array(chosen, dtype=np.int64),
-            np.array(prior, dtype=np.float32),
-            np.array(n_cands, dtype=np.int64),
-            np.array([mentions[j][3] for j in kept], dtype=bool),
-        )
+        """The chosen entity of each mention that is linked (`mentions`: one doc's,
+        non-overlapping, sorted by start), with its prior and number of candidates."""
+        return self.batch([mentions])[0]
 
     def batch(self, docs_mentions: Sequence[List[Mention]]) -> List[LinkResult]:
-        """`__call__` for every doc of a batch (one mention list per doc, empty lists
-        allowed), the same links. The thresholds are compared over the batch's mentions at
-        once; a doc none of whose mentions is re-ranked by context (no confident mention,
-        or no ambiguous one: most short texts) is decided by arrays, and only docs with a
-        mention to re-rank run `__call__`."""
-        out: List[Optional[LinkResult]] = [None] * len(docs_mentions)
-        flat = [m for ms in docs_mentions for m in ms]
-        if not flat:
-            return [LinkResult.empty() for _ in docs_mentions]
+        """`__call__` for every doc of a batch (one mention list per doc, empty lists allowed)."""
+        return self.choose(MentionArrays.of(docs_mentions), len(docs_mentions))
+
+    def choose(self, m: MentionArrays, n_docs: int) -> List[LinkResult]:
+        """The links of each of `n_docs` docs whose mentions are `m`.
+
+        A doc with a confident mention and an ambiguous one re-ranks each ambiguous
+        mention's candidates by prior + context_weight * similarity, where similarity is
+        the IDF-weighted share of the candidate's signature (its nearest types and its
+        predicates) that the doc's other confident mentions share, plus neighbour_weight
+        when the candidate is linked confidently elsewhere in the doc or joined to such an
+        entity by a KB edge; the mention's own confident link does not count as context.
+        Every other mention takes its first candidate. A flat mention (many candidates,
+        low prior) is dropped unless context picks its entity by a margin."""
         cfg = self.cfg
-        counts = np.fromiter((len(ms) for ms in docs_mentions), dtype=np.int64, count=len(docs_mentions))
-        doc_of = np.repeat(np.arange(len(docs_mentions)), counts)
-        sizes = np.fromiter((len(m[2][0]) for m in flat), dtype=np.int64, count=len(flat))
-        best_pri = np.array([m[2][1][0] for m in flat], dtype=np.float32)
+        n = len(m.docs)
+        if not n:
+            return [LinkResult.empty() for _ in range(n_docs)]
+        first = m.cand_indptr[:-1]
+        sizes = np.diff(m.cand_indptr)
+        best_pri = m.cand_priors[first]
+        tops = m.cand_entities[first]
         sure = (sizes == 1) | (best_pri >= cfg.confident_prior)
-        flats = (sizes > cfg.max_flat_candidates) & (best_pri < cfg.flat_prior)
-        has_ctx = np.bincount(doc_of, weights=sure, minlength=len(docs_mentions)) > 0
-        rerank = np.bincount(doc_of, weights=(sizes > 1) & has_ctx[doc_of], minlength=len(docs_mentions)) > 0
-        for d in np.flatnonzero(rerank).tolist():
-            out[d] = self(docs_mentions[d])
-        # the other docs: every mention's first candidate, unless it is flat
-        keep = np.flatnonzero(~flats & ~rerank[doc_of])
-        if len(keep):
-            kept = [flat[j] for j in keep.tolist()]
-            starts = np.fromiter((m[0] for m in kept), dtype=np.int64, count=len(kept))
-            ends = np.fromiter((m[1] for m in kept), dtype=np.int64, count=len(kept))
-            ents = np.fromiter((m[2][0][0] for m in kept), dtype=np.int64, count=len(kept))
-            lower = np.fromiter((m[3] for m in kept), dtype=bool, count=len(kept))
-            bounds = np.searchsorted(doc_of[keep], np.arange(len(docs_mentions) + 1)).tolist()
-            for d in np.unique(doc_of[keep]).tolist():
-                a, b = bounds[d], bounds[d + 1]
-                out[d] = LinkResult(starts[a:b], ends[a:b], ents[a:b], best_pri[keep[a:b]], sizes[keep[a:b]],
-                                    lower[a:b])
-        return [LinkResult.empty() if r is None else r for r in out]
+        flat = (sizes > cfg.max_flat_candidates) & (best_pri < cfg.flat_prior)
+        has_ctx = np.bincount(m.docs, weights=sure, minlength=n_docs) > 0
+        rerank = (sizes > 1) & has_ctx[m.docs]
+        choice = first.copy()  # the chosen candidate's position
+        keep = ~flat
+        if rerank.any():
+            choice[rerank], keep[rerank] = self._rerank(m, np.flatnonzero(rerank), sure, tops, flat)
+        kept = np.flatnonzero(keep)
+        choice = choice[kept]
+        docs = m.docs[kept]
+        fields = (m.starts[kept], m.ends[kept], m.cand_entities[choice], m.cand_priors[choice], sizes[kept],
+                  m.lowercase[kept])
+        bounds = np.searchsorted(docs, np.arange(n_docs + 1)).tolist()
+        out = []
+        for d in range(n_docs):
+            a, b = bounds[d], bounds[d + 1]
+            out.append(LinkResult(*(f[a:b] for f in fields)) if b > a else LinkResult.empty())
+        return out
 
-    def _signature(self, ent: int) -> Dict[int, float]:
-        """An entity's context signature: its type ids and (negated) predicate ids, each
-        weighted by IDF so that rare, specific types ("football club") count more than
-        generic ones ("location")."""
-        got = self._sig_cache.get(ent)
-        if got is None:
-            a = self._arrays
-            # the nearest types only: a deep hierarchy would make every mention cost its depth
-            begin = int(a.types_indptr[ent])
-            ts = a.types[begin : min(int(a.types_indptr[ent + 1]), begin + DEFAULT_MAX_TYPES_PER_ENTITY)]
-            ps = a.preds[a.preds_indptr[ent] : a.preds_indptr[ent + 1]]
-            got = dict(zip(ts.tolist(), a.type_idf[ts].tolist()))
-            got.update(zip((-1 - ps).tolist(), a.pred_idf[ps].tolist()))
-            self._sig_cache[ent] = got
-        return got
+    def _signatures(self, entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The signature entries of `entities` (one row each, in order): (row, feature,
+        IDF weight as float64), each row's nearest types first, then its predicates
+        (features n_types + predicate), a feature once per row."""
+        a = self._arrays
+        t_row, t_pos = segment_rows(a.types_indptr, entities, DEFAULT_MAX_TYPES_PER_ENTITY)
+        p_row, p_pos = segment_rows(a.preds_indptr, entities)
+        t, p = a.types[t_pos], a.preds[p_pos]
+        rows = np.concatenate([t_row, p_row])
+        feats = np.concatenate([t, p + self._n_types])
+        weights = np.concatenate([a.type_idf[t], a.pred_idf[p]]).astype(np.float64)
+        order = np.argsort(rows, kind="stable")
+        rows, feats, weights = rows[order], feats[order], weights[order]
+        key = rows * self._n_features + feats
+        _, firsts = np.unique(key, return_index=True)
+        if len(firsts) < len(key):  # a feature repeated within a row counts once, where it first is
+            firsts.sort()
+            rows, feats, weights = rows[firsts], feats[firsts], weights[firsts]
+        return rows, feats, weights
 
-    def _context_similarity(self, ent: int, ctx: Dict[int, int], own: Optional[int]) -> float:
-        """IDF-weighted fraction of the candidate's signature that other confidently
-        linked entities of the doc share (0..1)."""
-        sig = self._signature(ent)
-        total = self._total_cache.get(ent)
-        if total is None:
-            total = self._total_cache[ent] = sum(sig.values())
-        if not ctx or total <= 0.0:
-            return 0.0
-        own_sig = self._signature(own) if own is not None else {}
-        hit = sum(w for f, w in sig.items() if ctx.get(f, 0) - (f in own_sig) > 0)
-        return hit / total
+    def _rerank(self, m: MentionArrays, ranked: np.ndarray, sure: np.ndarray, tops: np.ndarray,
+                flat: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(chosen candidate position, kept) of the mentions `ranked` (ambiguous mentions
+        of docs with context)."""
+        cfg = self.cfg
+        nf, ne = self._n_features, self._n_entities
+        # the context of the docs involved: each confident mention's signature features
+        # (counted per doc), and its top entity (counted per doc)
+        in_docs = np.zeros(len(sure), dtype=bool)
+        in_docs[np.isin(m.docs, np.unique(m.docs[ranked]))] = True
+        ctx = np.flatnonzero(sure & in_docs)
+        s_row, s_feat, _ = self._signatures(tops[ctx])
+        ctx_keys, ctx_counts = np.unique(m.docs[ctx][s_row] * nf + s_feat, return_counts=True)
+        own_keys = np.sort(ctx[s_row] * nf + s_feat)  # (mention, feature) of each confident mention
+        ent_keys, ent_counts = np.unique(m.docs[ctx] * ne + tops[ctx], return_counts=True)
+        # every (mention, candidate) pair
+        pair_mention, pair_pos = segment_rows(m.cand_indptr, ranked)
+        pair_mention = ranked[pair_mention]
+        pair_ent = m.cand_entities[pair_pos]
+        pair_doc = m.docs[pair_mention]
+        own = np.where(sure[pair_mention], tops[pair_mention], -1)
+        uniq, inverse = np.unique(pair_ent, return_inverse=True)
+        u_row, u_feat, u_weight = self._signatures(uniq)
+        u_total = np.bincount(u_row, weights=u_weight, minlength=len(uniq))
+        # each pair's signature entries: a feature counts if a confident mention of the doc
+        # other than the pair's own has it
+        e_pair, e_pos = segment_rows(np.searchsorted(u_row, np.arange(len(uniq) + 1)), inverse)
+        feat, weight = u_feat[e_pos], u_weight[e_pos]
+        count = lookup_sorted(ctx_keys, ctx_counts, pair_doc[e_pair] * nf + feat)
+        mine = lookup_sorted(own_keys, np.ones(len(own_keys), dtype=np.int64), pair_mention[e_pair] * nf + feat)
+        shared = count - mine > 0
+        hit = np.bincount(e_pair[shared], weights=weight[shared], minlength=len(pair_ent))
+        total = u_total[inverse]
+        sim = np.zeros(len(pair_ent), dtype=np.float64)
+        np.divide(hit, total, out=sim, where=total > 0.0)
+        if cfg.neighbour_weight:
+            sim = np.where(self._linked_nearby(pair_doc, pair_ent, own, ent_keys, ent_counts),
+                           sim + cfg.neighbour_weight, sim)
+        score = m.cand_priors[pair_pos].astype(np.float64) + cfg.context_weight * sim
+        # the first best candidate of each mention, and the best score of the others
+        seg = np.flatnonzero(np.r_[True, pair_mention[1:] != pair_mention[:-1]])
+        best = _first_in_segments(score, seg)
+        best_score, best_sim = score[best], sim[best]
+        valid = best_score > -1.0  # the reference's starting best score
+        others = score.copy()
+        others[best] = -np.inf
+        second = np.maximum(np.maximum.reduceat(others, seg), -1.0)
+        best_pos = np.where(valid, pair_pos[best], m.cand_indptr[ranked])
+        best_score = np.where(valid, best_score, -1.0)
+        best_sim = np.where(valid, best_sim, 0.0)
+        second = np.where(valid, second, -1.0)
+        drop = flat[ranked] & ((best_sim < cfg.min_context_support) | (best_score - second < cfg.min_margin))
+        return best_pos, ~drop
 
-    def _linked_nearby(self, ent: int, ctx_entities: Counter, own: Optional[int]) -> bool:
-        """Direct evidence for a candidate: the same entity is linked confidently
-        elsewhere in the doc ("England cricket team ... England"), or a KB edge joins it
-        to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford Bridge"),
-        not counting the mention's own confident link."""
-        if ctx_entities.get(ent, 0) - (ent == own) > 0:
-            return True
-        nb = self._nbr_cache.get(ent)
-        if nb is None:
-            a = self._arrays
-            nb = self._nbr_cache[ent] = frozenset(a.nbrs[a.nbr_indptr[ent] : a.nbr_indptr[ent + 1]].tolist())
-        # a set intersection walks the smaller side: the doc's few context entities
-        return any(x != ent and ctx_entities[x] - (x == own) > 0 for x in nb.intersection(ctx_entities))
+    def _linked_nearby(self, docs: np.ndarray, ents: np.ndarray, own: np.ndarray, ent_keys: np.ndarray,
+                       ent_counts: np.ndarray) -> np.ndarray:
+        """Direct evidence for each (doc, candidate) pair: the same entity is linked
+        confidently elsewhere in the doc ("England cricket team ... England"), or a KB edge
+        joins it to a confidently linked entity ("Chelsea F.C." -homeGround-> "Stamford
+        Bridge"), not counting the mention's own confident link (`own`, -1 if none)."""
+        ne = self._n_entities
+        same = lookup_sorted(ent_keys, ent_counts, docs * ne + ents) - (ents == own) > 0
+        # each pair against each distinct confident entity of its doc
+        ctx_docs = ent_keys // ne
+        bounds = np.searchsorted(ctx_docs, np.arange(int(docs.max()) + 2))
+        q_pair, q_pos = segment_rows(bounds, docs)
+        other = ent_keys[q_pos] % ne
+        ok = (other != ents[q_pair]) & (ent_counts[q_pos] - (other == own[q_pair]) > 0)
+        q_pair, other = q_pair[ok], other[ok]
+        a = self._arrays
+        if self._nbrs is None:
+            self._nbrs = _rows_sorted(a.nbr_indptr, a.nbrs)
+        edge = in_sorted_rows(a.nbr_indptr, self._nbrs, ents[q_pair], other)
+        near = same.copy()
+        near[q_pair[edge]] = True
+        return near
 
 
-__all__ = ["ContextDisambiguator", "LinkResult", "Mention"]
+def _rows_sorted(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` with each CSR row sorted (the KB's neighbour rows are; checked once)."""
+    values = np.asarray(values, dtype=np.int64)
+    step = np.diff(values)
+    row_start = np.zeros(len(values), dtype=bool)
+    row_start[indptr[1:-1][indptr[1:-1] < len(values)]] = True
+    if len(values) < 2 or not ((step < 0) & ~row_start[1:]).any():
+        return values
+    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    return values[np.lexsort((values, owner))]
+
+
+__all__ = ["ContextDisambiguator", "LinkResult", "Mention", "MentionArrays"]

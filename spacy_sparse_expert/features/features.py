@@ -29,6 +29,7 @@ from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY, check_type_limit
 from .disambiguation import LinkResult
 from .linker import AliasLinker, LinkerConfig, blank_tokenizer, get_linker
 from .knowledge_arrays import BatchLinks, DocKnowledge, KnowledgeBatch, expand_spans, span_tokens
+from .bounded_patterns import DocBatch, doc_batch
 from .rule_matcher import FlatHits, RuleMatcher, csr_gather
 from .entity_words import EntityWords, doc_words, entity_words as build_words
 
@@ -105,9 +106,11 @@ class KnowledgeFeaturizer:
         self.entity_words = bool(entity_words) and kb is not None
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
         self._label_cache: Dict[int, str] = {}
+        self._parts_cache: Dict[int, Tuple[str, Tuple[str, ...], str]] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
         # the component's set_annotations (see annotations())
-        self._pending: Tuple[List[Tuple[int, int]], List[DocAnnotations]] = ([], [])
+        # the last `pipe`'s docs (id, length), links and rule hits, for `annotations`
+        self._pending: Tuple[List[Tuple[int, int]], List[LinkResult], FlatHits] = ([], [], FlatHits.empty())
 
     @property
     def n_ids(self) -> int:
@@ -135,21 +138,21 @@ class KnowledgeFeaturizer:
         """Featurize many docs (the matchers are built once and reused; pattern rules and
         the per-token arrays are computed once for the whole batch). Writes nothing on the
         docs (the model calls this in predict); the batch's annotations are kept for
-        `annotations(docs)`."""
+        `annotations(docs)`, which makes them only when asked (training never asks)."""
         docs = list(docs)
-        out, anns = self.analyse_batch(docs)
-        self._pending = ([(id(doc), len(doc)) for doc in docs], anns)
+        out, links, hits = self._analyse(docs)
+        self._pending = ([(id(doc), len(doc)) for doc in docs], links, hits)
         return out
 
     def annotations(self, docs: Sequence[Doc]) -> List[DocAnnotations]:
         """The annotations of `docs`: those the last `pipe` computed if it was called on
         exactly these docs (the component's predict: the model featurized them), else
         computed now. Either way the kept batch is dropped."""
-        keys, anns = self._pending
-        self._pending = ([], [])
-        if keys == [(id(doc), len(doc)) for doc in docs]:
-            return anns
-        return self.analyse_batch(docs)[1]
+        keys, links, hits = self._pending
+        self._pending = ([], [], FlatHits.empty())
+        if keys != [(id(doc), len(doc)) for doc in docs]:
+            _, links, hits = self._analyse(docs)
+        return self._annotations(links, hits)
 
     def __call__(self, doc: Doc, *, annotate: bool = True) -> DocKnowledge:
         """Featurize one doc and (unless annotate=False) write its annotations:
@@ -166,11 +169,18 @@ class KnowledgeFeaturizer:
 
     def analyse_batch(self, docs: Sequence[Doc]) -> Tuple[KnowledgeBatch, List[DocAnnotations]]:
         """Featurize docs without touching them: RETURNS (features, annotations), one per doc."""
-        links = self.linker.pipe(docs) if self.linker is not None else [LinkResult.empty() for _ in docs]
+        out, links, hits = self._analyse(docs)
+        return out, self._annotations(links, hits)
+
+    def _analyse(self, docs: Sequence[Doc]) -> Tuple[KnowledgeBatch, List[LinkResult], FlatHits]:
+        """The batch's features, and its links and rule hits (what its annotations are made of)."""
+        batch = doc_batch(docs) if docs else None  # the tokens' ORTH and LOWER, read once for linking and rules
+        links = (self.linker.pipe(docs, batch.orths if batch is not None else None) if self.linker is not None
+                 else [LinkResult.empty() for _ in docs])
         flat = BatchLinks.of(links)
-        hits = self._rule_hits(docs, flat)
+        hits = self._rule_hits(docs, flat, batch)
         lengths = np.fromiter((len(doc) for doc in docs), dtype=np.int64, count=len(docs))
-        return self._assemble(lengths, flat, hits), self._annotations(links, hits)
+        return self._assemble(lengths, flat, hits), links, hits
 
     # --- steps -------------------------------------------------------------------------
 
@@ -191,9 +201,20 @@ class KnowledgeFeaturizer:
         kb = self.kb
         if kb is None or not len(link.entities):
             return (), ()
-        rows = sorted(zip(link.starts.tolist(), link.ends.tolist(), link.entities.tolist(), link.priors.tolist()))
-        records = tuple((s, e, kb.entities[ent], self._type_iris(ent), float(p)) for s, e, ent, p in rows)
-        return records, tuple(self._span_label(ent) for _, _, ent, _ in rows)
+        # a LinkResult is sorted by start, and its mentions do not overlap
+        parts = [self._entity_parts(ent) for ent in link.entities.tolist()]
+        records = tuple((s, e, iri, types, p) for s, e, (iri, types, _), p
+                        in zip(link.starts.tolist(), link.ends.tolist(), parts, link.priors.tolist()))
+        return records, tuple(label for _, _, label in parts)
+
+    def _entity_parts(self, ent: int) -> Tuple[str, Tuple[str, ...], str]:
+        """(IRI, type IRIs, span label) of an entity, cached: a batch links the same
+        entities many times."""
+        got = self._parts_cache.get(ent)
+        if got is None:
+            assert self.kb is not None
+            got = self._parts_cache[ent] = (self.kb.entities[ent], self._type_iris(ent), self._span_label(ent))
+        return got
 
     def _span_label(self, ent: int) -> str:
         """A readable type for displaCy and spaCy's span tools: the label of the entity's
@@ -221,12 +242,12 @@ class KnowledgeFeaturizer:
             self._types_cache[ent] = got
         return got
 
-    def _rule_hits(self, docs: Sequence[Doc], links: BatchLinks) -> FlatHits:
+    def _rule_hits(self, docs: Sequence[Doc], links: BatchLinks, batch: Optional[DocBatch] = None) -> FlatHits:
         """Token and entity rule hits of a batch, sorted by doc (token hits first)."""
         rm = self.rule_matcher
         if rm is None:
             return FlatHits.empty()
-        tok = rm.token_hits_flat(docs)
+        tok = rm.token_hits_flat(docs, batch)
         ent = rm.entity_hits_flat(links.entities, links.starts, links.ends, links.docs)
         if not len(ent.docs):
             return tok

@@ -26,7 +26,7 @@ from ..kb.knowledge_base import normalize_alias
 from . import lexeme_table as lex
 from .alias_spans import AliasPatterns, ensure_alias_index, longest_first
 from .coherence import CoherenceDisambiguator, CoherenceMatrices
-from .disambiguation import ContextDisambiguator, LinkResult, Mention
+from .disambiguation import ContextDisambiguator, LinkResult, Mention, MentionArrays
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -179,6 +179,10 @@ class AliasLinker:
         self._key2pattern: Optional[Dict[Tuple[int, ...], int]] = None
         self._cands: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
         self._n_cands = np.full((len(self.patterns), 3), -1, dtype=np.int64)  # -1: not yet computed
+        # every (pattern, case) seen so far: its candidates in one pool, from _pool_start
+        self._pool_start = np.full((len(self.patterns), 3), -1, dtype=np.int64)
+        self._pool_entities = np.zeros(0, dtype=np.int64)
+        self._pool_priors = np.zeros(0, dtype=np.float32)
         self._disambiguate: Callable[[List[Mention]], LinkResult] = (
             CoherenceDisambiguator(kb.entity_arrays, self.cfg, coherence_matrices(kb))
             if self.cfg.method == "coherence"
@@ -248,13 +252,13 @@ class AliasLinker:
         """Link one doc. Sets nothing on the doc; see KnowledgeFeaturizer for that."""
         return self.pipe([doc])[0]
 
-    def pipe(self, docs: Sequence[Doc]) -> List[LinkResult]:
+    def pipe(self, docs: Sequence[Doc], orths: Optional[np.ndarray] = None) -> List[LinkResult]:
         """Link a batch of docs: one vectorised alias search and filter pass for the
-        batch, then each doc's mentions disambiguated."""
-        mentions = self.mentions_batch(docs)
+        batch, then each doc's mentions disambiguated (`orths`: the ORTH hashes of the
+        batch's tokens, one doc after another, when the caller has them already)."""
         if isinstance(self._disambiguate, ContextDisambiguator):
-            return self._disambiguate.batch(mentions)
-        return [self._disambiguate(m) if m else LinkResult.empty() for m in mentions]
+            return self._disambiguate.choose(self.mention_arrays(docs, orths), len(docs))
+        return [self._disambiguate(m) if m else LinkResult.empty() for m in self.mentions_batch(docs, orths)]
 
     def mentions(self, doc: Doc) -> List[Mention]:
         """The doc's alias mentions before disambiguation: longest non-overlapping
@@ -262,22 +266,68 @@ class AliasLinker:
         (highest prior first) as the writing allows them (see `candidates`)."""
         return self.mentions_batch([doc])[0]
 
-    def mentions_batch(self, docs: Sequence[Doc]) -> List[List[Mention]]:
+    def mentions_batch(self, docs: Sequence[Doc], orths: Optional[np.ndarray] = None) -> List[List[Mention]]:
         """`mentions` of every doc, the alias search and the filters done for the batch
         at once (positions run through the batch, one doc after another)."""
         out: List[List[Mention]] = [[] for _ in docs]
+        found = self._find_mentions(docs, orths)
+        if found is None:
+            return out
+        docs_of, starts, ends, pats, case = found
+        for d, s, e, p, c in zip(docs_of.tolist(), starts.tolist(), ends.tolist(), pats.tolist(), case.tolist()):
+            out[d].append((s, e, self._candidates(p, c), c == CASE_LOWER))
+        return out
+
+    def mention_arrays(self, docs: Sequence[Doc], orths: Optional[np.ndarray] = None) -> MentionArrays:
+        """`mentions_batch` as flat arrays (what disambiguation reads): the candidates
+        gathered from a pool that holds each (alias, case)'s candidates once."""
+        found = self._find_mentions(docs, orths)
+        if found is None:
+            z = np.zeros(0, dtype=np.int64)
+            return MentionArrays(z, z, z, np.zeros(0, dtype=bool), np.zeros(1, dtype=np.int64), z,
+                                 np.zeros(0, dtype=np.float32))
+        docs_of, starts, ends, pats, case = found
+        begin = self._pool_start[pats, case]
+        if (begin < 0).any():
+            self._add_to_pool(np.unique(pats[begin < 0] * 3 + case[begin < 0]))
+            begin = self._pool_start[pats, case]
+        sizes = self._n_cands[pats, case]
+        indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=indptr[1:])
+        pos = np.repeat(begin - indptr[:-1], sizes) + np.arange(int(indptr[-1]), dtype=np.int64)
+        return MentionArrays(docs_of, starts, ends, case == CASE_LOWER, indptr, self._pool_entities[pos],
+                             self._pool_priors[pos])
+
+    def _add_to_pool(self, pairs: np.ndarray) -> None:
+        """Put the candidates of (pattern * 3 + case) `pairs` into the pool."""
+        ents, pris = [self._pool_entities], [self._pool_priors]
+        at = len(self._pool_entities)
+        for pair in pairs.tolist():
+            e, p = self._candidates(pair // 3, pair % 3)
+            self._pool_start[pair // 3, pair % 3] = at
+            at += len(e)
+            ents.append(e)
+            pris.append(p)
+        self._pool_entities = np.concatenate(ents).astype(np.int64, copy=False)
+        self._pool_priors = np.concatenate(pris).astype(np.float32, copy=False)
+
+    def _find_mentions(self, docs: Sequence[Doc], orths: Optional[np.ndarray]) -> Optional[Tuple[np.ndarray, ...]]:
+        """The batch's mentions, sorted by doc and start: (doc, start, end within the doc,
+        alias pattern, case), or None when there is none."""
         lengths = np.array([len(doc) for doc in docs], dtype=np.int64)
         if not lengths.sum() or not len(self.patterns):
-            return out
+            return None
         # each token's word (accents folded: the patterns are folded too), by ORTH
-        rows = self.lexemes.rows(np.concatenate([doc.to_array(ORTH) for doc in docs if len(doc)]))
+        if orths is None:
+            orths = np.concatenate([doc.to_array(ORTH) for doc in docs if len(doc)])
+        rows = self.lexemes.rows(orths)
         lowers, flags = self.lexemes.lower[rows], self.lexemes.flags[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         doc_of = np.repeat(np.arange(len(docs)), lengths)
         doc_start, doc_end = offsets[doc_of], offsets[doc_of + 1]
         starts, ends, pats = self.patterns.find(lowers, doc_end, self.lexemes.first_row[rows])
         if not starts.size:
-            return out
+            return None
         cap = (flags & lex.CAP) != 0  # Title, UPPER, or a word with any capital ("iPod")
         # a token starts a sentence (as far as a tokenizer-only pipeline can tell) at the
         # start of the text or after sentence punctuation, a quote or a line break
@@ -323,11 +373,10 @@ class AliasLinker:
         kept = kept[n_cands > 0]
         kept = kept[longest_first(starts[kept], ends[kept])]
         kept = kept[np.argsort(starts[kept], kind="stable")]
-        for m, p, c in zip(kept.tolist(), pats[kept].tolist(), case[kept].tolist()):
-            d = int(doc_of[starts[m]])
-            o = int(offsets[d])
-            out[d].append((int(starts[m]) - o, int(ends[m]) - o, self._candidates(p, c), c == CASE_LOWER))
-        return out
+        if not len(kept):
+            return None
+        d = doc_of[starts[kept]]
+        return d, starts[kept] - offsets[d], ends[kept] - offsets[d], pats[kept], case[kept]
 
 
 def _isin_sorted(values: np.ndarray, table: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from spacy.vocab import Vocab
 
 from ..errors import Errors, SparseExpertError, Warnings
 from .bounded_patterns import (
-    DEFAULT_MAX_MATCH_LENGTH, DEFAULT_MAX_MATCHES_PER_RULE, BoundedPatterns, cap_per_key, doc_batch, unbounded_reason,
+    DEFAULT_MAX_MATCH_LENGTH, DEFAULT_MAX_MATCHES_PER_RULE, BoundedPatterns, DocBatch, cap_per_key, doc_batch, unbounded_reason,
 )
 from .linker import blank_tokenizer
 from .phrase_index import PhraseIndex
@@ -166,12 +166,13 @@ class RuleMatcher:
         """Hits of phrase and pattern rules, one RuleHits per doc (sorted by start, end, rule)."""
         return self.token_hits_flat(docs).per_doc(len(docs))
 
-    def token_hits_flat(self, docs: Sequence[Doc]) -> "FlatHits":
+    def token_hits_flat(self, docs: Sequence[Doc], batch: Optional[DocBatch] = None) -> "FlatHits":
         """Hits of phrase and pattern rules in a batch, flat and sorted by (doc, start, end,
-        rule). Both kinds run once over the whole batch."""
+        rule). Both kinds run once over the whole batch (`batch`: `doc_batch(docs)`, when
+        the caller has it already)."""
         if not len(self.phrases) and not len(self.patterns) or not docs:
             return FlatHits.empty()
-        batch = doc_batch(docs)
+        batch = doc_batch(docs) if batch is None else batch
         p_doc, p_key, p_start, p_end = self.patterns.match(batch)
         ph_rows, ph_start, ph_end = self.phrases.match({ORTH: batch.orths, LOWER: batch.lowers}, batch.left)
         ph_doc = np.searchsorted(batch.offsets, ph_start, side="right") - 1

@@ -1,4 +1,4 @@
-"""Disambiguation over a batch (`ContextDisambiguator.batch`, which the linker's `pipe`
+"""Disambiguation over a batch (`ContextDisambiguator.choose`, which the linker's `pipe`
 uses) gives the links of the reference linker doc by doc, on short texts (the first
 sentence of each BBC test document, where most docs have nothing to re-rank and are
 decided by arrays) mixed with whole documents (where nearly every doc re-ranks)."""
@@ -8,9 +8,13 @@ import re
 from typing import List
 
 import numpy as np
+import pytest
 
-from spacy_sparse_expert.features.disambiguation import ContextDisambiguator
+from spacy_sparse_expert.features.disambiguation import (ContextDisambiguator, MentionArrays, _rows_sorted,
+                                                         in_sorted_rows)
+from spacy_sparse_expert.features.linker import LinkerConfig
 
+from .reference_linker import ReferenceContextDisambiguator
 from .test_alias_index import bbc_test, linkers, nlp  # noqa: F401 (fixtures)
 
 _SENTENCE_END = re.compile(r"\n|[.!?](?=\s)")
@@ -48,3 +52,55 @@ def test_batch_gives_the_reference_links_on_short_and_long_bbc_texts(linkers, bb
                 by_arrays += 1
     # both ways of deciding a doc were compared, many times
     assert by_arrays > 50 and re_ranked > 5, (by_arrays, re_ranked)
+
+
+@pytest.mark.parametrize("config", [
+    LinkerConfig(),
+    LinkerConfig(neighbour_weight=0.0),
+    LinkerConfig(confident_prior=0.3, min_margin=0.3, max_flat_candidates=1, flat_prior=0.95),
+    LinkerConfig(context_weight=3.0, min_context_support=0.1, flat_prior=0.9),
+], ids=["default", "no_neighbours", "strict_margin", "strong_context"])
+def test_array_choice_equals_the_reference_loops_under_other_settings(linkers, bbc_test: List[str], nlp,
+                                                                     config: LinkerConfig) -> None:
+    """The array disambiguation against the per-mention loops it replaced, on the same
+    mentions of whole BBC documents, with thresholds far from the defaults."""
+    fast, _ = linkers
+    choose = ContextDisambiguator(fast.kb.entity_arrays, config)
+    ref = ReferenceContextDisambiguator(fast.kb.entity_arrays, config)
+    docs = [nlp.make_doc(t) for t in bbc_test[:40]]
+    compared = dropped = 0
+    for i in range(0, len(docs), 16):
+        mentions = fast.mentions_batch(docs[i: i + 16])
+        for ms, got in zip(mentions, choose.choose(MentionArrays.of(mentions), len(mentions))):
+            want = ref(ms)
+            assert got.starts.tolist() == want.starts.tolist()
+            assert got.entities.tolist() == want.entities.tolist()
+            assert got.priors.tolist() == want.priors.tolist()
+            assert got.n_candidates.tolist() == want.n_candidates.tolist()
+            assert got.lowercase.tolist() == want.lowercase.tolist()
+            compared += len(want.entities)
+            dropped += len(ms) - len(want.entities)
+    assert compared > 500, compared
+    if config.max_flat_candidates == 1:  # the strict setting drops ambiguous mentions
+        assert dropped > 20, dropped
+
+
+def test_in_sorted_rows_and_row_sorting_against_python_sets() -> None:
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 40, size=200)
+    counts[:3] = 0  # empty rows, first rows too
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    values = rng.integers(0, 300, size=int(indptr[-1])).astype(np.int64)
+    rows_sorted = _rows_sorted(indptr, values)
+    sets = [set(values[indptr[r]: indptr[r + 1]].tolist()) for r in range(200)]
+    for r in range(200):  # each row sorted, the same values
+        row = rows_sorted[indptr[r]: indptr[r + 1]].tolist()
+        assert row == sorted(values[indptr[r]: indptr[r + 1]].tolist())
+    assert _rows_sorted(indptr, rows_sorted) is rows_sorted  # sorted rows are read as they are
+    rows = rng.integers(0, 200, size=5000)
+    queries = rng.integers(0, 300, size=5000)
+    got = in_sorted_rows(indptr, rows_sorted, rows, queries)
+    assert got.tolist() == [int(q) in sets[int(r)] for r, q in zip(rows, queries)]
+    assert got.any() and not got.all()
+    assert not in_sorted_rows(np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                              np.array([0, 1]), np.array([5, 6])).any()
