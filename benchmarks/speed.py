@@ -35,7 +35,7 @@ Method
   best round per part, reported as microseconds per word: tokenizer (``nlp.make_doc``), linking (the
   featurizer's linker per doc), rules (its rule matcher's token and entity hits),
   knowledge assembly (``featurizer.pipe`` minus linking and rules: the per-token arrays;
-  in code older than commit 9126406's successor also the annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
+  in code before commit d1230db also the annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
   n-gram bags, knowledge concatenation), model (numpy -> torch and the module's forward
   in eval and inference mode, split into encoder / MoE / rest by forward hooks),
   set_annotations (making the annotation records of the batch's links and rule hits, where
