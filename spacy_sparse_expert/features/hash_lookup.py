@@ -30,6 +30,12 @@ class SortedHashes:
         self._start = np.zeros((1 << self.bits) + 1, dtype=np.int64)
         np.cumsum(counts, out=self._start[1:])
         self._max_run = int(counts.max()) if n else 0
+        # each bucket's first key (0 for an empty bucket: `_count` tells), so that the first
+        # probe, which finds nearly every key there is, reads one array
+        self._count = np.minimum(counts, 255).astype(np.uint8)  # the fast path has runs of <= _MAX_RUN
+        self._first = np.zeros(1 << self.bits, dtype=np.uint64)
+        filled = counts > 0
+        self._first[filled] = keys[self._start[:-1][filled]] if n else 0
 
     def __len__(self) -> int:
         return int(self.keys.shape[0])
@@ -44,9 +50,15 @@ class SortedHashes:
             pos[pos == self.keys.shape[0]] = 0
             return np.where(self.keys[pos] == values, pos, -1)
         bucket = (values >> self._shift).astype(np.intp)
+        count = self._count[bucket]
+        hit = (self._first[bucket] == values) & (count > 0)
         lo = self._start[bucket]
-        left = self._start[bucket + 1] - lo  # keys of the bucket not compared yet
-        todo = np.flatnonzero(left > 0)
+        out = np.where(hit, lo, -1)
+        todo = np.flatnonzero(~hit & (count > 1))  # the bucket's other keys
+        if not todo.shape[0]:
+            return out
+        lo += 1
+        left = count.astype(np.int64) - 1
         while todo.shape[0]:
             p = lo[todo]
             hit = self.keys[p] == values[todo]
