@@ -34,8 +34,9 @@ Method
   ``pipe_min_tokens`` tokens where the code has it), in as many interleaved rounds as the timing,
   best round per part, reported as microseconds per word: tokenizer (``nlp.make_doc``), linking (the
   featurizer's linker per doc), rules (its rule matcher's token and entity hits),
-  knowledge assembly (``featurizer.pipe`` minus linking and rules: the per-token arrays;
-  in code before commit d1230db also the annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
+  knowledge assembly (``featurizer.pipe`` minus linking and rules: the per-token arrays,
+  and from commit d1230db on the one read of each batch's ORTH and LOWER that linking and
+  rules share; in code before that commit also the annotation records), arrays (``build_inputs`` with the knowledge precomputed: hashed ids,
   n-gram bags, knowledge concatenation), model (numpy -> torch and the module's forward
   in eval and inference mode, split into encoder / MoE / rest by forward hooks),
   set_annotations (making the annotation records of the batch's links and rule hits, where
@@ -222,11 +223,25 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
     # _rule_hits over a batch), else the per-doc calls of older code, so that
     # knowledge_assembly (featurizer.pipe minus linking and rules) is what is left
     batch_steps = hasattr(feat, "_rule_hits") and (linker is None or hasattr(linker, "pipe"))
+    # code whose featurizer reads each batch's tokens once for linking and rules gets them
+    # read here, untimed, so that reading them is counted once, in knowledge_assembly
+    shared_tokens = hasattr(feat, "_analyse")
+    if shared_tokens:
+        from spacy_sparse_expert.features.bounded_patterns import doc_batch
+
+        token_batches = {id(b): doc_batch(b) for b in batches}
     if batch_steps:
         from spacy_sparse_expert.features.features import BatchLinks, LinkResult
 
         def link_batch(b: list) -> list:
-            return linker.pipe(b) if linker is not None else [LinkResult.empty() for _ in b]
+            if linker is None:
+                return [LinkResult.empty() for _ in b]
+            return linker.pipe(b, token_batches[id(b)].orths) if shared_tokens else linker.pipe(b)
+
+        def rule_hits(b: list, bl: list) -> Any:
+            if shared_tokens:
+                return feat._rule_hits(b, BatchLinks.of(bl), token_batches[id(b)])
+            return feat._rule_hits(b, BatchLinks.of(bl))
     links = [linker(d) for d in docs] if linker is not None and not batch_steps else []
     batch_links = [link_batch(b) for b in batches] if batch_steps else []
     knowledge = [feat.pipe(b) for b in batches]
@@ -253,7 +268,7 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
             return
         if batch_steps:
             for b, bl in zip(batches, batch_links):
-                feat._rule_hits(b, BatchLinks.of(bl))
+                rule_hits(b, bl)
             return
         for d, link in zip(docs, links or [None] * len(docs)):
             matcher.token_hits(d)
@@ -271,7 +286,7 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
     # code that makes the annotation records apart from the features (only when they are
     # written, not in training) makes them here, from the links and hits of each batch
     lazy_records = batch_steps and hasattr(feat, "_analyse")
-    batch_hits = [feat._rule_hits(b, BatchLinks.of(bl)) if matcher is not None else None
+    batch_hits = [rule_hits(b, bl) if matcher is not None else None
                   for b, bl in zip(batches, batch_links)] if lazy_records else []
 
     def set_annotations() -> None:
