@@ -86,8 +86,12 @@ class ShardColumns:
         if SPANS_KEY in doc.spans:
             self._strings = doc.vocab.strings
             add = self.entities.append
+            # a span's text is its characters' slice of the doc's text, which is the record's
+            # (spaCy's tokenizer keeps every character); Span.text would join its tokens
+            text = record.text if record.text is not None else doc.text
             for span in doc.spans[SPANS_KEY]:
-                add((span.kb_id, span.start, span.end, span.start_char, span.end_char, span.label, span.text))
+                start_char, end_char = span.start_char, span.end_char
+                add((span.kb_id, span.start, span.end, start_char, end_char, span.label, text[start_char:end_char]))
         self.entity_offsets.append(len(self.entities))
         if doc.has_extension("rule_hits"):
             self.hits.extend(doc._.rule_hits or ())
