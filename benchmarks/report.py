@@ -237,7 +237,8 @@ def bbc_with_baselines(data: dict) -> str:
 def sentiment(data: dict) -> str:
     """The BBC table for the Sentiment Labelled Sentences (same columns, same knowledge
     ablation), then ours with knowledge minus each baseline, paired over test sentences."""
-    rows = versus_baselines(data, (("sparse_expert", "rules"), ("sparse_expert", "both")))
+    rows = versus_baselines(data, (("sparse_expert", "rules"), ("sparse_expert", "both"),
+                                   ("sparse_expert_transformer", "both")))
     return bbc(data) + ("\n\n" + "\n".join(rows) if rows else "")
 
 

@@ -5,6 +5,7 @@ against the real alternatives: the second domain, showing whether settings carry
     python benchmarks/sentiment.py --systems tfidf_linearsvc
     python benchmarks/sentiment.py --systems sparse_expert --knowledge none,rules --seeds 0,1,2
     python benchmarks/sentiment.py --systems minilm_lr,setfit --seeds 0,1,2
+    python benchmarks/sentiment.py --systems sparse_expert_transformer --knowledge none,both --seeds 0,1,2
 
 Systems (each trained on `train` (2,088 sentences) or `train_small` (96: 16 per source and
 label), evaluated once on `test` (596)):
@@ -17,6 +18,9 @@ label), evaluated once on `test` (596)):
   only) with four knowledge settings: ``none`` (``use_knowledge false``, no KB, no rules),
   ``rules`` (``knowledge/rules/sentiment.jsonl``, the VADER lexicon with negation), ``kb``
   (the compiled FB15k-237 KB, no rules) and ``both``.
+- ``sparse_expert_transformer``: ``configs/sentiment_transformer.cfg``, the same with the
+  frozen all-MiniLM-L6-v2 encoder of ``configs/bbc_news_transformer.cfg`` (the knowledge
+  teacher), every other setting carried over unchanged; the same knowledge settings.
 - ``minilm_lr``, ``setfit``, ``minilm_finetune``: the MiniLM baselines of
   ``benchmarks/baselines.py`` (``baselines.run(system, train, dev, test_texts, labels, seed)``),
   imported only when one of them is asked for.
@@ -45,6 +49,9 @@ REPO = bbc.REPO
 RESULTS = REPO / "benchmarks" / "results" / "sentiment.json"
 DATA = REPO.parent / "shared" / "data" / "sentiment_sentences"
 CONFIG = REPO / "configs" / "sentiment.cfg"
+# the config of each of our systems (--config replaces sparse_expert's)
+CONFIGS = {"sparse_expert": CONFIG, "sparse_expert_transformer": REPO / "configs" / "sentiment_transformer.cfg"}
+KNOWLEDGE_SYSTEMS: tuple[str, ...] = tuple(CONFIGS)
 DEFAULT_RULES = REPO / "knowledge" / "rules" / "sentiment.jsonl"
 
 LABELS: tuple[str, ...] = ("negative", "positive")
@@ -52,7 +59,7 @@ SPLITS = bbc.SPLITS
 TRAIN_SETS = bbc.TRAIN_SETS
 KNOWLEDGE = bbc.KNOWLEDGE
 MINILM_SYSTEMS: tuple[str, ...] = ("minilm_lr", "setfit", "minilm_finetune")
-SYSTEMS: tuple[str, ...] = ("rules_only", "tfidf_linearsvc", "sparse_expert", *MINILM_SYSTEMS)
+SYSTEMS: tuple[str, ...] = ("rules_only", "tfidf_linearsvc", *KNOWLEDGE_SYSTEMS, *MINILM_SYSTEMS)
 DETERMINISTIC = ("rules_only", "tfidf_linearsvc")
 TFIDF_C_GRID: tuple[float, ...] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 NOTES = (
@@ -66,7 +73,8 @@ NOTES = (
     "seed = system.seed of the spaCy config or the baselines' seed (tfidf_linearsvc is deterministic: seed 0 "
     "only). train_seconds = wall time of the `python -m spacy train` subprocess (initialization included), of "
     "the C search + fit for tfidf_linearsvc, or as baselines.run reports it; on a 2-core machine shared with "
-    "other jobs (load_average_1m per run). sparse_expert knowledge: none (no KB, no rules), rules "
+    "other jobs (load_average_1m per run). sparse_expert and sparse_expert_transformer (configs/sentiment.cfg and "
+    "configs/sentiment_transformer.cfg) knowledge: none (no KB, no rules), rules "
     "(knowledge/rules/sentiment.jsonl), kb (FB15k-237 KB), both."
 )
 
@@ -168,11 +176,14 @@ def _is_json(value: Any) -> bool:
 
 def run_sparse_expert(paths: dict[str, Path], train_set: str, knowledge: str, seed: int, *, kb: Optional[Path],
                       rules: Path, work: Path, test: list[dict[str, Any]], unseen: Sequence[bool],
-                      config: Path = CONFIG, extra: Sequence[str] = ()) -> dict[str, Any]:
+                      config: Path = CONFIG, extra: Sequence[str] = (),
+                      system: str = "sparse_expert") -> dict[str, Any]:
     overrides = ["--paths.train", str(paths[train_set].with_suffix(".spacy")),
                  "--paths.dev", str(paths["dev"].with_suffix(".spacy")), "--system.seed", str(seed),
                  *bbc.knowledge_overrides(knowledge, kb, rules), *extra]
-    name = f"sparse_expert-{train_set}-knowledge{knowledge}-seed{seed}"
+    if system == "sparse_expert_transformer":  # the frozen encoder's vectors, kept for the other runs
+        overrides += ["--components.textcat.model.encoder.cache_dir", str(work / "vector_cache")]
+    name = f"{system}-{train_set}-knowledge{knowledge}-seed{seed}"
     trained = bbc.train_spacy(config, work / "models" / name, work / "logs" / f"{name}.log", overrides)
     return {**trained, **evaluate_spacy(work / "models" / name / "model-best", test, unseen),
             "settings": {"config": str(config.relative_to(REPO)), "overrides": list(extra)}}
@@ -197,8 +208,8 @@ def validate_run(run: dict[str, Any]) -> None:
         raise ValueError(f"run {bbc.run_key(run)} lacks {missing}")
     if run["system"] not in SYSTEMS or run["train_set"] not in TRAIN_SETS:
         raise ValueError(f"unknown system / train_set in {bbc.run_key(run)}")
-    if (run["system"] == "sparse_expert") != (run["knowledge"] in KNOWLEDGE):
-        raise ValueError(f"knowledge must be one of {KNOWLEDGE} for sparse_expert and null otherwise: "
+    if (run["system"] in KNOWLEDGE_SYSTEMS) != (run["knowledge"] in KNOWLEDGE):
+        raise ValueError(f"knowledge must be one of {KNOWLEDGE} for {KNOWLEDGE_SYSTEMS} and null otherwise: "
                          f"{bbc.run_key(run)}")
     if len(run["predictions"]) != run.get("n_test", len(run["predictions"])):
         raise ValueError(f"run {bbc.run_key(run)} has {len(run['predictions'])} predictions for {run['n_test']}")
@@ -231,7 +242,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default="tfidf_linearsvc,sparse_expert", help="comma list of " + ", ".join(SYSTEMS))
     p.add_argument("--train-sets", default="train,train_small")
-    p.add_argument("--knowledge", default="none,rules,kb,both", help="sparse_expert runs: none, rules, kb, both")
+    p.add_argument("--knowledge", default="none,rules,kb,both", help="runs of our systems: none, rules, kb, both")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--data", type=Path, default=DATA, help="folder with the three *_labelled.txt files")
     p.add_argument("--work", type=Path, default=REPO / "benchmarks" / "work" / "sentiment",
@@ -242,7 +253,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                    help="compiled KB dir (default: benchmarks/work/kb, imported from knowledge/fb15k237.nt.gz)")
     p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra `spacy train` override for sparse_expert (dev tuning), recorded in settings")
+                   help="extra `spacy train` override for our systems (dev tuning), recorded in settings")
     p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
                    help="only merge the runs of these results files (parts run in parallel) into --out")
     args = p.parse_args(argv)
@@ -266,7 +277,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     test = data["test"]
     unseen = bbc.unseen_in_train(test, data["train"])
     jobs = [(system, train_set, k, seed) for system in systems for train_set in train_sets
-            for k in (knowledge if system == "sparse_expert" else [None])
+            for k in (knowledge if system in KNOWLEDGE_SYSTEMS else [None])
             for seed in (seeds if system not in DETERMINISTIC else [0])]
     needs_kb = any(k in ("kb", "both") for _, _, k, _ in jobs)
     kb = bbc.ensure_kb(args.kb, REPO / "benchmarks" / "work") if needs_kb else None
@@ -283,8 +294,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         elif system in MINILM_SYSTEMS:
             run.update(run_minilm(system, data[train_set], data["dev"], test, seed, unseen, work))
         else:
+            config = args.config if system == "sparse_expert" else CONFIGS[system]
             run.update(run_sparse_expert(paths, train_set, str(k), seed, kb=kb, rules=args.rules, work=work,
-                                         test=test, unseen=unseen, config=args.config, extra=extra))
+                                         test=test, unseen=unseen, config=config, extra=extra, system=system))
         run["load_average_1m"] = round(os.getloadavg()[0], 2)
         run = bbc._round(run)
         print(json.dumps({key: v for key, v in run.items() if key != "predictions"}), flush=True)
