@@ -177,13 +177,13 @@ def _is_json(value: Any) -> bool:
 def run_sparse_expert(paths: dict[str, Path], train_set: str, knowledge: str, seed: int, *, kb: Optional[Path],
                       rules: Path, work: Path, test: list[dict[str, Any]], unseen: Sequence[bool],
                       config: Path = CONFIG, extra: Sequence[str] = (),
-                      system: str = "sparse_expert") -> dict[str, Any]:
+                      system: str = "sparse_expert", tag: str = "") -> dict[str, Any]:
     overrides = ["--paths.train", str(paths[train_set].with_suffix(".spacy")),
                  "--paths.dev", str(paths["dev"].with_suffix(".spacy")), "--system.seed", str(seed),
                  *bbc.knowledge_overrides(knowledge, kb, rules), *extra]
     if system == "sparse_expert_transformer":  # the frozen encoder's vectors, kept for the other runs
         overrides += ["--components.textcat.model.encoder.cache_dir", str(work / "vector_cache")]
-    name = f"{system}-{train_set}-knowledge{knowledge}-seed{seed}"
+    name = f"{system}-{train_set}-knowledge{knowledge}-seed{seed}" + (f"-{tag}" if tag else "")
     trained = bbc.train_spacy(config, work / "models" / name, work / "logs" / f"{name}.log", overrides)
     return {**trained, **evaluate_spacy(work / "models" / name / "model-best", test, unseen),
             "settings": {"config": str(config.relative_to(REPO)), "overrides": list(extra)}}
@@ -254,6 +254,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--rules", type=Path, default=DEFAULT_RULES)
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="extra `spacy train` override for our systems (dev tuning), recorded in settings")
+    p.add_argument("--eval-set", choices=("test", "dev"), default="test",
+                   help="split to evaluate on; choose settings with dev (results then go to "
+                        "results/sentiment_dev.json unless --out is given), report with test")
+    p.add_argument("--tag", default="", help="suffix of the model folders of this invocation (candidate settings)")
     p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="RESULTS",
                    help="only merge the runs of these results files (parts run in parallel) into --out")
     args = p.parse_args(argv)
@@ -274,8 +278,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     work = args.work.resolve()
     paths = prepare_corpus(work / "corpus", args.data)
     data = {s: bbc.read_jsonl(paths[s].with_suffix(".jsonl")) for s in SPLITS}
-    test = data["test"]
+    test = data[args.eval_set]
     unseen = bbc.unseen_in_train(test, data["train"])
+    if args.eval_set == "dev" and args.out == RESULTS:  # never mix dev scores into the test results
+        args.out = RESULTS.with_name("sentiment_dev.json")
     jobs = [(system, train_set, k, seed) for system in systems for train_set in train_sets
             for k in (knowledge if system in KNOWLEDGE_SYSTEMS else [None])
             for seed in (seeds if system not in DETERMINISTIC else [0])]
@@ -287,6 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"== {label}", flush=True)
         run: dict[str, Any] = {"system": system, "train_set": train_set, "knowledge": k, "seed": seed,
                                "n_test": len(test), "n_train": len(data[train_set])}
+        if args.eval_set != "test":
+            run["eval_set"] = args.eval_set  # n_test, macro_f1, predictions: of this split
         if system == "rules_only":
             run.update(run_rules_only(data[train_set], test, args.rules.resolve(), unseen))
         elif system == "tfidf_linearsvc":
@@ -296,7 +304,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         else:
             config = args.config if system == "sparse_expert" else CONFIGS[system]
             run.update(run_sparse_expert(paths, train_set, str(k), seed, kb=kb, rules=args.rules, work=work,
-                                         test=test, unseen=unseen, config=config, extra=extra, system=system))
+                                         test=test, unseen=unseen, config=config, extra=extra, system=system,
+                                         tag=args.tag))
         run["load_average_1m"] = round(os.getloadavg()[0], 2)
         run = bbc._round(run)
         print(json.dumps({key: v for key, v in run.items() if key != "predictions"}), flush=True)
