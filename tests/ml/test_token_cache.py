@@ -208,13 +208,7 @@ def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
     for _ in range(3):
         nlp.update(examples, sgd=optimizer)
     texts = [r["text"] for r in split["test"][:120]]
-    module = torch_module(nlp.get_pipe("textcat").model)
-    cached = [d.cats for d in nlp.pipe(texts, batch_size=32)]
-    assert module.token_cache.hits > 0 and module.token_cache.misses > 0
-    module.token_cache.slots = 0
-    plain = [d.cats for d in nlp.pipe(texts, batch_size=32)]
-    for a, b in zip(cached, plain):
-        assert a == pytest.approx(b, abs=1e-5)
+    _same_cats_with_and_without_the_cache(nlp, texts, batch_size=32)
     # build_inputs gives the digests the forward keys on
     inputs = build_inputs(nlp.get_pipe("textcat").model, [nlp.make_doc(t) for t in texts[:2]])
     assert inputs["token_keys"].dtype == np.int64 and inputs["token_keys"].shape == (inputs["doc_index"].shape[0],)
@@ -240,9 +234,15 @@ def test_student_with_knowledge_gives_the_same_cats_with_the_cache(kb_dir) -> No
     inputs = build_inputs(textcat.model, docs)
     informed = int((np.diff(inputs["know_offsets"], append=len(inputs["know_ids"])) > 0).sum())
     assert informed > 10 and informed < len(inputs["doc_index"]) // 2  # some tokens have knowledge
-    cached = [d.cats for d in nlp.pipe(texts, batch_size=16)]
+    _same_cats_with_and_without_the_cache(nlp, texts, batch_size=16)
+
+
+def _same_cats_with_and_without_the_cache(nlp: Any, texts: list[str], batch_size: int) -> None:
+    """The pipeline's cats with its token cache (which it must use) equal those without."""
+    module = torch_module(nlp.get_pipe("textcat").model)
+    cached = [d.cats for d in nlp.pipe(texts, batch_size=batch_size)]
     assert module.token_cache.hits > 0 and module.token_cache.misses > 0
     module.token_cache.slots = 0
-    plain = [d.cats for d in nlp.pipe(texts, batch_size=16)]
+    plain = [d.cats for d in nlp.pipe(texts, batch_size=batch_size)]
     for a, b in zip(cached, plain):
         assert a == pytest.approx(b, abs=1e-5)
