@@ -107,6 +107,7 @@ class KnowledgeFeaturizer:
         self._types_cache: Dict[int, Tuple[str, ...]] = {}
         self._label_cache: Dict[int, str] = {}
         self._parts_cache: Dict[int, Tuple[str, Tuple[str, ...], str]] = {}
+        self._type_iri: Dict[int, str] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
         # the component's set_annotations (see annotations())
         # the last `pipe`'s docs (id, length), links and rule hits, for `annotations`
@@ -237,8 +238,10 @@ class KnowledgeFeaturizer:
             indptr = self._arrays.types_indptr
             start = int(indptr[ent])
             end = min(int(indptr[ent + 1]), start + self.max_types_per_entity)
-            types = self.kb.types
-            got = tuple(types[t] for t in self._arrays.types[start:end].tolist())
+            # each type's IRI decoded once: a KB has few types, shared by many entities
+            iris, types = self._type_iri, self.kb.types
+            got = tuple([iris[t] if t in iris else iris.setdefault(t, types[t])
+                         for t in self._arrays.types[start:end].tolist()])
             self._types_cache[ent] = got
         return got
 
