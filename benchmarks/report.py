@@ -248,6 +248,7 @@ TABLES["distill_transformer"] = distill
 TABLES["distill_transformer_small"] = distill
 TABLES["distill_transformer_small_rules"] = distill
 TABLES["distill_transformer_small_kb"] = distill
+TABLES["distill_transformer_kb"] = distill
 
 
 SCALE_SYSTEMS = {"nlp_pipe": "`nlp.pipe`, one process", "annotate_local": "`annotate --engine local`",
