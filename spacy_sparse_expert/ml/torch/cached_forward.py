@@ -1,0 +1,109 @@
+"""The classifier's inference from its token cache (`token_cache.py`): what
+`MoEDocClassifier` computes per token, computed once per distinct token and gathered for
+every occurrence, for a model whose token states depend on each token alone (a
+HashEncoder without window blocks, an MoE without capacity limits). Tokens with knowledge
+inputs are computed with them; the rest come from the cache. Kept apart from the
+classifier's training forward, which it must equal (tests/ml/test_token_cache.py).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+import torch
+from torch import Tensor
+
+from .encoder import HashEncoder
+from .pooling import AttentionPool, segment_mean, segment_softmax
+from .token_cache import Rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .classifier import ClassifierOutput
+
+
+class CachedForward:
+    """Mixin of `MoEDocClassifier`: its token-cached inference (reads the classifier's
+    encoder, moe, moe_norm, pool, output, knowledge_bag, expert_bias_scale and
+    token_cache, and finishes with its `_doc_outputs`)."""
+
+    def uses_token_cache(self, know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor) -> bool:
+        """Whether this forward can take each token's state from the token cache: in
+        inference, with an encoder that sees each token alone (a HashEncoder without
+        window blocks) and an MoE without capacity limits (whose drops depend on the
+        batch). A token's state then depends on its own ids and its own knowledge only:
+        tokens without knowledge inputs (most of them) come from the cache, and those
+        with some (inside a linked span or a rule match) are computed with it."""
+        if self.training or self.token_cache.slots <= 0 or not len(self.moe):
+            return False
+        if not isinstance(self.encoder, HashEncoder) or len(self.encoder.blocks):
+            return False
+        return all(moe.capacity_factor is None for moe in self.moe)
+
+    def _token_rows(self, enc: Dict[str, Any], positions: Tensor, knowledge: Optional[Tensor] = None,
+                    expert_bias: Optional[Tensor] = None) -> Rows:
+        """What the forward computes per token, for the tokens at ``positions``, each
+        computed alone (with its row of ``knowledge`` and ``expert_bias``, if given): its
+        routing and router logits and, with attention pooling, its attention score and
+        its projections through the two halves of the output layer (whose sum over a
+        document is the pooled vector's projection); otherwise its state after the MoE
+        layers."""
+        m = positions.shape[0]
+        x = self.encoder(hash_ids=enc["hash_ids"].index_select(0, positions),
+                         packed_pos=torch.arange(m, device=positions.device), n_packed=m)
+        rows: Rows = {}
+        for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):
+            # zero knowledge and no expert bias add nothing to the router's logits
+            # (the knowledge projection has no bias), so a cached token takes None
+            out = moe(x, knowledge, expert_bias)
+            x = norm(x + out.output)
+            rows[f"router_logits_{i}"] = out.router_logits
+            if i == 0:
+                rows["indices"], rows["weights"] = out.expert_indices, out.expert_weights
+        if isinstance(self.pool, AttentionPool):
+            width = x.shape[1]
+            rows["score"] = self.pool.score(x)
+            rows["attended"] = x @ self.output.weight[:, :width].t()
+            rows["averaged"] = x @ self.output.weight[:, width:].t()
+        else:
+            rows["x"] = x
+        return rows
+
+    def _forward_cached(self, enc: Dict[str, Any], token_keys: Tensor, doc_index: Tensor, n_docs: int,
+                        bow_ids: Tensor, bow_offsets: Tensor, bow_weights: Tensor, know_ids: Tensor,
+                        know_offsets: Tensor, label_bias: Tensor,
+                        bow_knowledge: Optional[Tensor] = None, know_dense: Optional[Tensor] = None,
+                        expert_bias: Optional[Tensor] = None) -> ClassifierOutput:
+        rows = self.token_cache.gather(token_keys, [p for p in self.parameters()],
+                                       lambda positions: self._token_rows(enc, positions))
+        keep_doc = None if self.knowledge_on else label_bias.new_zeros(n_docs)
+        if keep_doc is not None:
+            label_bias = torch.zeros_like(label_bias)
+        elif know_dense is not None and expert_bias is not None:
+            # the tokens with knowledge inputs: computed with them (never cached)
+            n = token_keys.shape[0]
+            bag_sizes = torch.diff(know_offsets, append=know_offsets.new_full((1,), know_ids.shape[0]))
+            informed = torch.nonzero((bag_sizes > 0) | know_dense.ne(0).any(1) | expert_bias.ne(0).any(1))
+            if n and informed.numel():
+                positions = informed.squeeze(1)
+                if self.expert_bias_scale is not None:
+                    expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
+                knowledge = torch.cat([self.knowledge_bag(know_ids, know_offsets),
+                                       know_dense.to(self.knowledge_bag.weight.dtype)], dim=1)
+                fresh = self._token_rows(enc, positions, knowledge.index_select(0, positions),
+                                         expert_bias.index_select(0, positions))
+                rows = {name: value.index_copy(0, positions, fresh[name].to(value.dtype))
+                        for name, value in rows.items()}
+        router_logits = tuple(rows[f"router_logits_{i}"] for i in range(len(self.moe)))
+        aux = label_bias.new_zeros(2, dtype=torch.float32)  # the auxiliary losses are for training
+        if "x" in rows:
+            experts = None
+            x = rows["x"]
+        else:
+            # output(pool(x)) = sum_t a_t W1 x_t + mean_t W2 x_t + b, the W x_t cached
+            attn = segment_softmax(rows["score"].squeeze(1), doc_index, n_docs)
+            attended = rows["attended"]
+            experts = (attended.new_zeros(n_docs, attended.shape[1]).index_add(0, doc_index, attended * attn[:, None])
+                       + segment_mean(rows["averaged"], doc_index, n_docs) + self.output.bias)
+            x = attended
+        return self._doc_outputs(x, aux, router_logits, rows["indices"], rows["weights"], doc_index, n_docs,
+                                 bow_ids, bow_offsets, bow_weights, know_ids, know_offsets, label_bias, keep_doc,
+                                 experts=experts, bow_knowledge=bow_knowledge)
