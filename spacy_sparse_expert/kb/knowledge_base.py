@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import numpy as np
 
 from ..errors import Errors, KBFormatError, Warnings
-from . import kb_numbers, storage, views
-from .alias_index import PREFIX as ALIAS_INDEX_PREFIX
-from .alias_index import AliasIndex, index_from_arrays, index_to_arrays, write_alias_index
+from . import kb_files, storage, views
+from .alias_index import AliasIndex, index_from_arrays
 from .array_checks import CheckedArrays, check_structure
 from .folding import fold_accents, folded_index, merge_candidates
 from .graph_features import normalize_features
@@ -183,7 +182,7 @@ class KnowledgeBase:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # For multiprocessing (nlp.pipe(n_process=...)): the parts as bytes, never the maps.
-        return (_restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
+        return (kb_files.restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
 
     # --- sizes -------------------------------------------------------------------------
 
@@ -436,11 +435,10 @@ class KnowledgeBase:
         relations = [(self.predicates[p], self.entities[o]) for p, o in self.relations_of(i)]
         return {**self.describe(i), "relations": relations}
 
-    # --- construction and serialisation ------------------------------------------------
+    # --- construction and serialisation (kb/kb_files.py) ------------------------------
 
     def _parts(self) -> tuple[dict[str, Any], storage.Tables, storage.Arrays]:
-        tables = {name: list(getattr(self, name)) for name in TABLE_NAMES}
-        return self.meta, tables, dict(self._arrays)
+        return kb_files.parts(self)
 
     def to_disk(self, path: str | Path, *, format_version: int = storage.FORMAT_VERSION) -> None:
         """Write the KB to directory `path` (created if needed; existing KB files replaced,
@@ -449,17 +447,7 @@ class KnowledgeBase:
         format_version (int): 2 (default; memory-mapped on load, with the entity arrays
             stored beside: kb/views.py) or 1 (the older layout, loaded whole).
         """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        tables = {name: getattr(self, name) for name in TABLE_NAMES}
-        self.meta = storage.write_parts(path, self.meta, tables, dict(self._arrays), version=format_version)
-        if format_version >= 2:
-            storage.write_aligned_arrays(path, storage.ENTITY_ARRAYS_FILE,
-                                         views.stored_arrays(self.entity_arrays, self.meta["content_sha256"]))
-        else:  # a format-1 folder has no content digest to key them with
-            storage.remove_extra(path, storage.ENTITY_ARRAYS_FILE)
-        if self.alias_index is not None:
-            write_alias_index(path, self.alias_index)
+        kb_files.write_kb(self, Path(path), format_version)
 
     @classmethod
     def from_disk(cls, path: str | Path) -> KnowledgeBase:
@@ -468,48 +456,14 @@ class KnowledgeBase:
         A format-2 folder is memory-mapped: this reads meta.json and a few headers, and
         each group of arrays is checked on first use (see the module docstring).
         """
-        meta, tables, arrays, extras = storage.read_kb_folder(Path(path))
-        kb = cls._from_parts(meta, tables, arrays, Path(path), lazy_checks=meta["format_version"] >= 2)
-        kb.path = Path(path)
-        kb._alias_index_reader = extras[storage.ALIAS_INDEX_FILE]
-        kb._entity_arrays_reader = extras[storage.ENTITY_ARRAYS_FILE]
-        return kb
+        return kb_files.read_kb(cls, Path(path))
 
     def to_bytes(self) -> bytes:
-        meta, tables, arrays = self._parts()
-        if self.alias_index is not None:  # so that a copy made from bytes does not tokenize again
-            arrays.update(index_to_arrays(self.alias_index, ALIAS_INDEX_PREFIX))
-        return storage.parts_to_bytes(meta, tables, arrays)
+        return kb_files.kb_to_bytes(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KnowledgeBase:
-        meta, tables, arrays = storage.parts_from_bytes(data)
-        index = index_from_arrays(arrays, ALIAS_INDEX_PREFIX)
-        kb = cls._from_parts(meta, tables, arrays, "<bytes>")
-        kb.alias_index = index
-        return kb
-
-    @classmethod
-    def _from_parts(cls, meta: dict[str, Any], tables: storage.Tables, arrays: storage.Arrays,
-                    where: Path | str, *, lazy_checks: bool = False) -> KnowledgeBase:
-        """Build a KB from parts read from a file: numbers that do not fit raise E110
-        (file, field, value); anything else that does not fit, E009."""
-        version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
-        try:
-            # Before __init__, which casts: a float64 1e39 would become a float32 inf.
-            for name, dtype in ARRAY_DTYPES.items():
-                kb_numbers.check_dtypes({name: arrays[name]} if name in arrays else {}, {name: dtype},
-                                        file=storage.data_file(name, version))
-            kb = cls(tables=tables, arrays=arrays, meta=meta, lazy_checks=lazy_checks, where=where)
-            kb_numbers.check_meta_counts(kb.meta, kb._sizes(), file=storage.META_FILE)
-            return kb
-        except kb_numbers.BadNumber as err:
-            # from_bytes packs the parts under "meta"/"arrays" keys, not files
-            file = err.file if isinstance(where, Path) else err.file.split(".")[0]
-            raise KBFormatError(Errors.E110.format(path=where, file=file, field=repr(err.field),
-                                                   reason=err.reason)) from err
-        except (ValueError, TypeError) as err:
-            raise KBFormatError(Errors.E009.format(path=where, reason=str(err))) from err
+        return kb_files.kb_from_bytes(cls, data)
 
     def _sizes(self) -> dict[str, int]:
         """The sizes that meta.json's `counts` of the same names must equal."""
@@ -534,10 +488,3 @@ class KnowledgeBase:
         if not 0 <= index < count:
             raise IndexError(Errors.E016.format(index=index, count=count, kind=kind))
         return index
-
-
-def _restore(data: bytes, path: str | None, by_reference: bool) -> KnowledgeBase:
-    """A KB sent to another process (`KnowledgeBase.__reduce__`)."""
-    kb = KnowledgeBase.from_bytes(data)
-    kb.path, kb.by_reference = (None if path is None else Path(path)), by_reference
-    return kb
