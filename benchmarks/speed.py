@@ -285,7 +285,7 @@ def profile(nlp: Any, texts: list[str], repeats: int) -> dict[str, Any]:
 
     # code that makes the annotation records apart from the features (only when they are
     # written, not in training) makes them here, from the links and hits of each batch
-    lazy_records = batch_steps and hasattr(feat, "_analyse")
+    lazy_records = batch_steps and shared_tokens
     batch_hits = [rule_hits(b, bl) if matcher is not None else None
                   for b, bl in zip(batches, batch_links)] if lazy_records else []
 

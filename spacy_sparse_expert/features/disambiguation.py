@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from ..kb.hierarchy import DEFAULT_MAX_TYPES_PER_ENTITY
+from .segments import in_sorted_rows, lookup_sorted, rows_sorted, segment_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.views import EntityArrays
@@ -78,45 +79,6 @@ class MentionArrays(NamedTuple):
                    np.concatenate([empty, *(np.asarray(m[2][0], dtype=np.int64) for m in flat)]),
                    np.concatenate([np.zeros(0, dtype=np.float32),
                                    *(np.asarray(m[2][1], dtype=np.float32) for m in flat)]))
-
-
-def segment_rows(indptr: np.ndarray, rows: np.ndarray, limit: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """The positions of CSR rows `rows` (each cut to its first `limit`): RETURNS (the
-    index into `rows` of each position, the positions), rows one after another."""
-    begin = indptr[rows]
-    counts = indptr[rows + 1] - begin
-    if limit is not None:
-        counts = np.minimum(counts, limit)
-    owner = np.repeat(np.arange(len(rows), dtype=np.int64), counts)
-    return owner, np.repeat(begin - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()), dtype=np.int64)
-
-
-def lookup_sorted(keys: np.ndarray, values: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """values[i] where keys[i] == query (`keys` sorted, distinct), else 0."""
-    if not len(keys):
-        return np.zeros(len(queries), dtype=values.dtype)
-    pos = np.minimum(np.searchsorted(keys, queries), len(keys) - 1)
-    return np.where(keys[pos] == queries, values[pos], 0)
-
-
-def in_sorted_rows(indptr: np.ndarray, values: np.ndarray, rows: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Whether queries[i] is in CSR row rows[i] (each row's values sorted): one binary
-    search per query, all queries stepped together."""
-    lo, end = indptr[rows], indptr[rows + 1]
-    if not len(values):
-        return np.zeros(len(rows), dtype=bool)
-    hi = end.copy()
-    while True:
-        active = lo < hi
-        if not active.any():
-            break
-        mid = (lo + hi) >> 1
-        right = active & (values[np.where(active, mid, 0)] < queries)
-        lo = np.where(right, mid + 1, lo)
-        hi = np.where(active & ~right, mid, hi)
-    found = lo < end
-    found[found] = values[lo[found]] == queries[found]
-    return found
 
 
 def _first_in_segments(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -283,23 +245,11 @@ class ContextDisambiguator:
         q_pair, other = q_pair[ok], other[ok]
         a = self._arrays
         if self._nbrs is None:
-            self._nbrs = _rows_sorted(a.nbr_indptr, a.nbrs)
+            self._nbrs = rows_sorted(a.nbr_indptr, a.nbrs)
         edge = in_sorted_rows(a.nbr_indptr, self._nbrs, ents[q_pair], other)
         near = same.copy()
         near[q_pair[edge]] = True
         return near
-
-
-def _rows_sorted(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`values` with each CSR row sorted (the KB's neighbour rows are; checked once)."""
-    values = np.asarray(values, dtype=np.int64)
-    step = np.diff(values)
-    row_start = np.zeros(len(values), dtype=bool)
-    row_start[indptr[1:-1][indptr[1:-1] < len(values)]] = True
-    if len(values) < 2 or not ((step < 0) & ~row_start[1:]).any():
-        return values
-    owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-    return values[np.lexsort((values, owner))]
 
 
 __all__ = ["ContextDisambiguator", "LinkResult", "Mention", "MentionArrays"]

@@ -104,8 +104,7 @@ class KnowledgeFeaturizer:
         self._make_doc = make_doc
         self._words: Optional[EntityWords] = None
         self.entity_words = bool(entity_words) and kb is not None
-        self._types_cache: Dict[int, Tuple[str, ...]] = {}
-        self._label_cache: Dict[int, str] = {}
+        # each linked entity's (IRI, type IRIs, span label), and each type's IRI, decoded once
         self._parts_cache: Dict[int, Tuple[str, Tuple[str, ...], str]] = {}
         self._type_iri: Dict[int, str] = {}
         # annotations of the last pipe() batch, keyed by (id, length) of its docs, for
@@ -175,7 +174,8 @@ class KnowledgeFeaturizer:
 
     def _analyse(self, docs: Sequence[Doc]) -> Tuple[KnowledgeBatch, List[LinkResult], FlatHits]:
         """The batch's features, and its links and rule hits (what its annotations are made of)."""
-        batch = doc_batch(docs) if docs else None  # the tokens' ORTH and LOWER, read once for linking and rules
+        # the tokens' ORTH and LOWER, read once for linking and rules (when there are any)
+        batch = doc_batch(docs) if docs and (self.linker is not None or self.rule_matcher is not None) else None
         links = (self.linker.pipe(docs, batch.orths if batch is not None else None) if self.linker is not None
                  else [LinkResult.empty() for _ in docs])
         flat = BatchLinks.of(links)
@@ -219,31 +219,23 @@ class KnowledgeFeaturizer:
 
     def _span_label(self, ent: int) -> str:
         """A readable type for displaCy and spaCy's span tools: the label of the entity's
-        first asserted type, else DEFAULT_LABEL (cached)."""
-        got = self._label_cache.get(ent)
-        if got is None:
-            kb = self.kb
-            assert kb is not None
-            direct = kb.types_of(ent, direct_only=True)
-            got = (kb.type_labels[int(direct[0])].strip() if len(direct) else "") or DEFAULT_LABEL
-            self._label_cache[ent] = got
-        return got
+        first asserted type, else DEFAULT_LABEL."""
+        kb = self.kb
+        assert kb is not None
+        direct = kb.types_of(ent, direct_only=True)
+        return (kb.type_labels[int(direct[0])].strip() if len(direct) else "") or DEFAULT_LABEL
 
     def _type_iris(self, ent: int) -> Tuple[str, ...]:
         """Type IRIs of an entity, nearest superclasses included, at most
-        max_types_per_entity (cached: spans share tuples)."""
-        got = self._types_cache.get(ent)
-        if got is None:
-            assert self.kb is not None and self._arrays is not None
-            indptr = self._arrays.types_indptr
-            start = int(indptr[ent])
-            end = min(int(indptr[ent + 1]), start + self.max_types_per_entity)
-            # each type's IRI decoded once: a KB has few types, shared by many entities
-            iris, types = self._type_iri, self.kb.types
-            got = tuple([iris[t] if t in iris else iris.setdefault(t, types[t])
-                         for t in self._arrays.types[start:end].tolist()])
-            self._types_cache[ent] = got
-        return got
+        max_types_per_entity (each type's IRI decoded once: a KB has few types, shared by
+        many entities)."""
+        assert self.kb is not None and self._arrays is not None
+        indptr = self._arrays.types_indptr
+        start = int(indptr[ent])
+        end = min(int(indptr[ent + 1]), start + self.max_types_per_entity)
+        iris, types = self._type_iri, self.kb.types
+        return tuple([iris[t] if t in iris else iris.setdefault(t, types[t])
+                      for t in self._arrays.types[start:end].tolist()])
 
     def _rule_hits(self, docs: Sequence[Doc], links: BatchLinks, batch: Optional[DocBatch] = None) -> FlatHits:
         """Token and entity rule hits of a batch, sorted by doc (token hits first)."""

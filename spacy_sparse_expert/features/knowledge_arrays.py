@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, 
 import numpy as np
 
 from .disambiguation import LinkResult
+from .segments import segment_positions
 
 
 class DocKnowledge(NamedTuple):
@@ -118,10 +119,7 @@ class BatchLinks(NamedTuple):
 def span_tokens(starts: np.ndarray, ends: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(span index, token index) for every token of every span, vectorised."""
     lengths = ends - starts
-    total = int(lengths.sum())
-    span = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return span, starts[span] + offset
+    return np.repeat(np.arange(len(starts), dtype=np.int64), lengths), segment_positions(starts, lengths)
 
 
 def expand_spans(
@@ -130,9 +128,7 @@ def expand_spans(
     """Give each value (belonging to span span_idx) to every token of its span:
     RETURNS (token index, value) pairs."""
     lengths = (ends - starts)[span_idx]
-    total = int(lengths.sum())
-    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return np.repeat(starts[span_idx], lengths) + offset, np.repeat(values, lengths)
+    return segment_positions(starts[span_idx], lengths), np.repeat(values, lengths)
 
 
 __all__ = ["BatchLinks", "DocKnowledge", "KnowledgeBatch", "expand_spans", "span_tokens"]

@@ -27,6 +27,7 @@ from . import lexeme_table as lex
 from .alias_spans import AliasPatterns, ensure_alias_index, longest_first
 from .coherence import CoherenceDisambiguator, CoherenceMatrices
 from .disambiguation import ContextDisambiguator, LinkResult, Mention, MentionArrays
+from .segments import isin_sorted, segment_positions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -174,7 +175,7 @@ class AliasLinker:
         a = index.arrays
         stop = np.array(sorted(hash_string(w) for w in _stop_words(vocab)), dtype=np.uint64)
         keep = ((a["alias_norm_chars"] >= self.cfg.min_alias_chars) & a["alias_has_alpha"]
-                & ~_isin_sorted(a["alias_norm_hash"], stop))
+                & ~isin_sorted(a["alias_norm_hash"], stop))
         self.patterns = AliasPatterns(index, keep)
         self._key2pattern: Optional[Dict[Tuple[int, ...], int]] = None
         self._cands: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
@@ -294,7 +295,7 @@ class AliasLinker:
         sizes = self._n_cands[pats, case]
         indptr = np.zeros(len(sizes) + 1, dtype=np.int64)
         np.cumsum(sizes, out=indptr[1:])
-        pos = np.repeat(begin - indptr[:-1], sizes) + np.arange(int(indptr[-1]), dtype=np.int64)
+        pos = segment_positions(begin, sizes)
         return MentionArrays(docs_of, starts, ends, case == CASE_LOWER, indptr, self._pool_entities[pos],
                              self._pool_priors[pos])
 
@@ -359,8 +360,8 @@ class AliasLinker:
             words = self.lexemes.lower_id[rows]
             word_in_doc = doc_of * (int(words.max()) + 1) + words
             asked = word_in_doc[starts[at_start]]
-            in_lower = _isin_sorted(asked, np.sort(word_in_doc[(flags & lex.LOWERCASE) != 0]))
-            in_name = _isin_sorted(asked, np.sort(word_in_doc[cap & ~sent_start]))
+            in_lower = isin_sorted(asked, np.sort(word_in_doc[(flags & lex.LOWERCASE) != 0]))
+            in_name = isin_sorted(asked, np.sort(word_in_doc[cap & ~sent_start]))
             case[at_start] = np.where(in_lower, CASE_LOWER, np.where(in_name, CASE_NAME, CASE_ANY))
         kept = np.flatnonzero(~drop)
         # how many candidates each (pattern, case) keeps, from a table filled on first
@@ -377,15 +378,6 @@ class AliasLinker:
             return None
         d = doc_of[starts[kept]]
         return d, starts[kept] - offsets[d], ends[kept] - offsets[d], pats[kept], case[kept]
-
-
-def _isin_sorted(values: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """np.isin against a sorted `table`, by binary search."""
-    if not table.shape[0]:
-        return np.zeros(values.shape[0], dtype=bool)
-    pos = np.searchsorted(table, values)
-    pos[pos == table.shape[0]] = 0
-    return table[pos] == values
 
 
 class BlankTokenizer:

@@ -28,6 +28,7 @@ from .bounded_patterns import (
 )
 from .linker import blank_tokenizer
 from .phrase_index import PhraseIndex
+from .segments import segment_positions
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..kb.knowledge_base import KnowledgeBase
@@ -229,13 +230,9 @@ def csr_gather(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray,
     counts = indptr[rows + 1] - begin
     if limit is not None:
         counts = np.minimum(counts, limit)
-    total = int(counts.sum())
-    if total == 0:
+    if not counts.sum():
         return counts, np.zeros((0,), dtype=np.int64)
-    # position j of row r sits at begin[r] + j: offsets = arange(total) - start of its row
-    row_start = np.repeat(np.cumsum(counts) - counts, counts)
-    pos = np.repeat(begin, counts) + (np.arange(total, dtype=np.int64) - row_start)
-    return counts, np.asarray(indices[pos], dtype=np.int64)
+    return counts, np.asarray(indices[segment_positions(begin, counts)], dtype=np.int64)
 
 
 def _entity_rules(

@@ -10,8 +10,8 @@ from typing import List
 import numpy as np
 import pytest
 
-from spacy_sparse_expert.features.disambiguation import (ContextDisambiguator, MentionArrays, _rows_sorted,
-                                                         in_sorted_rows)
+from spacy_sparse_expert.features.disambiguation import ContextDisambiguator, MentionArrays
+from spacy_sparse_expert.features.segments import in_sorted_rows, rows_sorted
 from spacy_sparse_expert.features.linker import LinkerConfig
 
 from .reference_linker import ReferenceContextDisambiguator
@@ -91,15 +91,15 @@ def test_in_sorted_rows_and_row_sorting_against_python_sets() -> None:
     counts[:3] = 0  # empty rows, first rows too
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     values = rng.integers(0, 300, size=int(indptr[-1])).astype(np.int64)
-    rows_sorted = _rows_sorted(indptr, values)
+    by_row = rows_sorted(indptr, values)
     sets = [set(values[indptr[r]: indptr[r + 1]].tolist()) for r in range(200)]
     for r in range(200):  # each row sorted, the same values
-        row = rows_sorted[indptr[r]: indptr[r + 1]].tolist()
+        row = by_row[indptr[r]: indptr[r + 1]].tolist()
         assert row == sorted(values[indptr[r]: indptr[r + 1]].tolist())
-    assert _rows_sorted(indptr, rows_sorted) is rows_sorted  # sorted rows are read as they are
+    assert rows_sorted(indptr, by_row) is by_row  # sorted rows are read as they are
     rows = rng.integers(0, 200, size=5000)
     queries = rng.integers(0, 300, size=5000)
-    got = in_sorted_rows(indptr, rows_sorted, rows, queries)
+    got = in_sorted_rows(indptr, by_row, rows, queries)
     assert got.tolist() == [int(q) in sets[int(r)] for r, q in zip(rows, queries)]
     assert got.any() and not got.all()
     assert not in_sorted_rows(np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int64),
