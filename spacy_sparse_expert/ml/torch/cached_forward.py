@@ -86,10 +86,15 @@ class CachedForward:
                 positions = informed.squeeze(1)
                 if self.expert_bias_scale is not None:
                     expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
-                knowledge = torch.cat([self.knowledge_bag(know_ids, know_offsets),
-                                       know_dense.to(self.knowledge_bag.weight.dtype)], dim=1)
-                fresh = self._token_rows(enc, positions, knowledge.index_select(0, positions),
-                                         expert_bias.index_select(0, positions))
+                # the knowledge bags of these tokens only (their ids in the same order)
+                sizes = bag_sizes.index_select(0, positions)
+                bag_starts = torch.cumsum(sizes, 0) - sizes
+                ids = know_ids[torch.repeat_interleave(know_offsets.index_select(0, positions) - bag_starts, sizes)
+                               + torch.arange(int(sizes.sum()), device=sizes.device)]
+                knowledge = torch.cat([self.knowledge_bag(ids, bag_starts),
+                                       know_dense.index_select(0, positions).to(self.knowledge_bag.weight.dtype)],
+                                      dim=1)
+                fresh = self._token_rows(enc, positions, knowledge, expert_bias.index_select(0, positions))
                 rows = {name: value.index_copy(0, positions, fresh[name].to(value.dtype))
                         for name, value in rows.items()}
         router_logits = tuple(rows[f"router_logits_{i}"] for i in range(len(self.moe)))
