@@ -19,18 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def parts(kb: KnowledgeBase) -> tuple[dict[str, Any], storage.Tables, storage.Arrays]:
     """The KB's meta, tables (as lists) and arrays."""
-    from .knowledge_base import TABLE_NAMES
-
-    tables = {name: list(getattr(kb, name)) for name in TABLE_NAMES}
+    tables = {name: list(getattr(kb, name)) for name in storage.TABLE_NAMES}
     return kb.meta, tables, dict(kb._arrays)
 
 
 def write_kb(kb: KnowledgeBase, path: Path, format_version: int) -> None:
     """`KnowledgeBase.to_disk`."""
-    from .knowledge_base import TABLE_NAMES
-
     path.mkdir(parents=True, exist_ok=True)
-    tables = {name: getattr(kb, name) for name in TABLE_NAMES}
+    tables = {name: getattr(kb, name) for name in storage.TABLE_NAMES}
     kb.meta = storage.write_parts(path, kb.meta, tables, dict(kb._arrays), version=format_version)
     if format_version >= 2:
         storage.write_aligned_arrays(path, storage.ENTITY_ARRAYS_FILE,
@@ -72,12 +68,10 @@ def from_parts(cls: type[KnowledgeBase], meta: dict[str, Any], tables: storage.T
                where: Path | str, *, lazy_checks: bool = False) -> KnowledgeBase:
     """Build a KB from parts read from a file: numbers that do not fit raise E110
     (file, field, value); anything else that does not fit, E009."""
-    from .knowledge_base import ARRAY_DTYPES
-
     version = meta.get("format_version", 1) if isinstance(meta, dict) else 1
     try:
         # Before __init__, which casts: a float64 1e39 would become a float32 inf.
-        for name, dtype in ARRAY_DTYPES.items():
+        for name, dtype in storage.ARRAY_DTYPES.items():
             kb_numbers.check_dtypes({name: arrays[name]} if name in arrays else {}, {name: dtype},
                                     file=storage.data_file(name, version))
         kb = cls(tables=tables, arrays=arrays, meta=meta, lazy_checks=lazy_checks, where=where)
@@ -90,12 +84,3 @@ def from_parts(cls: type[KnowledgeBase], meta: dict[str, Any], tables: storage.T
                                                reason=err.reason)) from err
     except (ValueError, TypeError) as err:
         raise KBFormatError(Errors.E009.format(path=where, reason=str(err))) from err
-
-
-def restore(data: bytes, path: str | None, by_reference: bool) -> KnowledgeBase:
-    """A KB sent to another process (`KnowledgeBase.__reduce__`)."""
-    from .knowledge_base import KnowledgeBase
-
-    kb = KnowledgeBase.from_bytes(data)
-    kb.path, kb.by_reference = (None if path is None else Path(path)), by_reference
-    return kb

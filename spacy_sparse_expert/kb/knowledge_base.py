@@ -69,19 +69,7 @@ class Candidate(NamedTuple):
     prior: float  # P(entity | alias), summing to 1 over the alias's candidates
 
 
-# Arrays every KB holds (name -> dtype); `__init__` checks presence and dtypes.
-ARRAY_DTYPES: dict[str, type] = {
-    "alias_indptr": np.int64,        # (n_aliases + 1,)
-    "alias_entities": np.int32,      # (n_alias_links,)   candidate entity ids, prior desc
-    "alias_priors": np.float32,      # (n_alias_links,)
-    "type_indptr": np.int64,         # (n_entities + 1,)
-    "type_ids": np.int32,            # (n_type_links,)    closure over rdfs:subClassOf
-    "type_direct": np.bool_,         # (n_type_links,)    asserted, not inferred
-    "relation_indptr": np.int64,     # (n_entities + 1,)
-    "relation_predicates": np.int32, # (n_relations,)     outgoing edges, sorted
-    "relation_objects": np.int32,    # (n_relations,)
-    "graph_features": np.float32,    # (n_entities, n_features) raw values
-}
+ARRAY_DTYPES = storage.ARRAY_DTYPES  # the arrays every KB holds (name -> dtype)
 TABLE_NAMES = storage.TABLE_NAMES  # ("entities", "labels", ..., "feature_names", "descriptions")
 
 
@@ -182,7 +170,7 @@ class KnowledgeBase:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # For multiprocessing (nlp.pipe(n_process=...)): the parts as bytes, never the maps.
-        return (kb_files.restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
+        return (_restore, (self.to_bytes(), None if self.path is None else str(self.path), self.by_reference))
 
     # --- sizes -------------------------------------------------------------------------
 
@@ -488,3 +476,10 @@ class KnowledgeBase:
         if not 0 <= index < count:
             raise IndexError(Errors.E016.format(index=index, count=count, kind=kind))
         return index
+
+
+def _restore(data: bytes, path: str | None, by_reference: bool) -> KnowledgeBase:
+    """A KB sent to another process (`KnowledgeBase.__reduce__`)."""
+    kb = KnowledgeBase.from_bytes(data)
+    kb.path, kb.by_reference = (None if path is None else Path(path)), by_reference
+    return kb

@@ -86,13 +86,25 @@ META_FILE = "meta.json"
 TABLES_FILE = "tables.msgpack"
 ARRAYS_FILE = "arrays.npz"
 KB_FILES_V1 = (META_FILE, TABLES_FILE, ARRAYS_FILE)
-# format 2: the numeric arrays of a KB (knowledge_base.ARRAY_DTYPES), one .npy file each
+# format 2: the numeric arrays of a KB (ARRAY_DTYPES below), one .npy file each
 STRINGS_FILE = "strings.bin"
 OFFSETS_FILE = "strings.offsets.npy"
-ARRAY_NAMES = ("alias_indptr", "alias_entities", "alias_priors", "type_indptr", "type_ids", "type_direct",
-               "relation_indptr", "relation_predicates", "relation_objects", "graph_features")
 TABLE_NAMES = ("entities", "labels", "types", "type_labels", "predicates", "aliases", "alias_surfaces",
                "feature_names", "descriptions")
+# Arrays every KB holds (name -> dtype); KnowledgeBase.__init__ checks presence and dtypes.
+ARRAY_DTYPES: dict[str, type] = {
+    "alias_indptr": np.int64,        # (n_aliases + 1,)
+    "alias_entities": np.int32,      # (n_alias_links,)   candidate entity ids, prior desc
+    "alias_priors": np.float32,      # (n_alias_links,)
+    "type_indptr": np.int64,         # (n_entities + 1,)
+    "type_ids": np.int32,            # (n_type_links,)    closure over rdfs:subClassOf
+    "type_direct": np.bool_,         # (n_type_links,)    asserted, not inferred
+    "relation_indptr": np.int64,     # (n_entities + 1,)
+    "relation_predicates": np.int32, # (n_relations,)     outgoing edges, sorted
+    "relation_objects": np.int32,    # (n_relations,)
+    "graph_features": np.float32,    # (n_entities, n_features) raw values
+}
+ARRAY_NAMES = tuple(ARRAY_DTYPES)
 # Tables older KB folders lack: read as blank (kb/strings.py `BlankStrings`), no error.
 OPTIONAL_TABLES = ("descriptions",)
 KB_FILES_V2 = (META_FILE, STRINGS_FILE, OFFSETS_FILE, *(f"{name}.npy" for name in ARRAY_NAMES))
