@@ -21,6 +21,9 @@ import stats  # noqa: E402  (benchmarks/stats.py)
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+# our systems (knowledge settings none / kb / rules / both); every other system is a baseline
+OURS = ("sparse_expert", "sparse_expert_transformer", "sparse_expert_finetune")
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text(encoding="utf8")) if path.exists() else None
@@ -115,7 +118,7 @@ def _bbc_ablation(groups: dict[tuple, list[dict]], gold: list[str] | None, label
         return []
     rows = ["| system | train set | knowledge | macro-F1 minus knowledge none | 95% interval | verdict |",
             "|---|---|---|---:|---:|---|"]
-    for system in ("sparse_expert", "sparse_expert_transformer"):
+    for system in OURS:
         for train_set in ("train", "train_small"):
             base = groups.get((system, train_set, "none"))
             if not base or not all("predictions" in r for r in base):
@@ -200,9 +203,6 @@ TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer":
                                             "speed": speed}
 
 
-OURS = ("sparse_expert", "sparse_expert_transformer")
-
-
 def versus_baselines(data: dict, pairs: tuple[tuple[str, str], ...]) -> list[str]:
     """Ours (system, knowledge) minus each baseline trained on the same set, paired over
     the test documents with the seeds averaged inside each resample."""
@@ -238,7 +238,7 @@ def sentiment(data: dict) -> str:
     """The BBC table for the Sentiment Labelled Sentences (same columns, same knowledge
     ablation), then ours with knowledge minus each baseline, paired over test sentences."""
     rows = versus_baselines(data, (("sparse_expert", "rules"), ("sparse_expert", "both"),
-                                   ("sparse_expert_transformer", "both")))
+                                   ("sparse_expert_transformer", "both"), ("sparse_expert_finetune", "both")))
     return bbc(data) + ("\n\n" + "\n".join(rows) if rows else "")
 
 

@@ -136,6 +136,7 @@ def build_transformer_encoder_v1(
     stride: IntSetting = 192,
     cache_mb: IntSetting = 2048,
     cache_dir: Setting = None,
+    learn_rate_scale: FloatSetting = 1.0,
 ) -> EncoderSpec:
     """A Hugging Face encoder over overlapping windows of word pieces (no download).
 
@@ -153,6 +154,9 @@ def build_transformer_encoder_v1(
         that epochs after the first skip the transformer (0 = no memory cache).
     cache_dir (Optional[str]): frozen only: also keep them in this directory, for
         later runs (seeds, sweeps) with the same weights and windows; null = memory only.
+    learn_rate_scale (float): fine-tuned only: the transformer's learning rate as a
+        fraction of the optimizer's (the classifier's); pretrained weights want a
+        smaller step than freshly initialised ones (e.g. 0.1: 5e-5 under 5e-4).
 
     Checked before anything is read (SSE-E115): width 1-65536, max_length 2-8192,
     stride 1-8192, cache_mb 0-1048576; against the tokenizer and the model at
@@ -167,6 +171,7 @@ def build_transformer_encoder_v1(
     max_length = check_int(w, "max_length", max_length)
     stride = check_int(w, "stride", stride, 1, LIMITS["max_length"][1])
     cache_mb = check_int(w, "cache_mb", cache_mb, 0, 1 << 20)
+    learn_rate_scale = check_float(w, "learn_rate_scale", learn_rate_scale, 0.0, 1.0, lo_open=True)
     source = TransformerSource(path)
     cache = VectorCache(cache_mb << 20, Path(cache_dir) if cache_dir else None) if frozen else None
     featurizer = PieceFeaturizer(source, max_length=max_length, stride=stride, cache=cache)
@@ -174,7 +179,8 @@ def build_transformer_encoder_v1(
     def build() -> nn.Module:
         hf_model = source.load_model()
         template = featurizer.template()  # the window settings are checked here, at initialize
-        encoder = TransformerEncoder(hf_model, source.config.hidden_size, width, frozen=frozen, cache=cache)
+        encoder = TransformerEncoder(hf_model, source.config.hidden_size, width, frozen=frozen, cache=cache,
+                                     lr_scale=learn_rate_scale)
         if cache is not None:
             # a new module may have other weights: the vectors of the old one are void
             cache.clear()
@@ -182,7 +188,7 @@ def build_transformer_encoder_v1(
         return encoder
 
     settings = {"path": path, "width": width, "frozen": frozen, "max_length": max_length, "stride": stride,
-                "cache_mb": cache_mb, "cache_dir": cache_dir}
+                "cache_mb": cache_mb, "cache_dir": cache_dir, "learn_rate_scale": learn_rate_scale}
     return EncoderSpec("transformer", width, featurizer, build, settings=settings, transformer=source)
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
-from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, Optimizer, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats1d, Floats2d, Ints2d
 from torch import nn
 
@@ -76,14 +76,43 @@ def _deserialize(module: nn.Module, data: bytes, device: torch.device) -> nn.Mod
     return state_from_bytes(module, data, device)
 
 
+def learn_rate_scales(module: nn.Module) -> Dict[str, float]:
+    """{parameter name: learning-rate factor} for the parameters under a submodule
+    with an ``lr_scale`` attribute other than 1 (the innermost one wins); the others
+    learn at the optimizer's rate."""
+    scales: Dict[str, float] = {}
+    for prefix, sub in module.named_modules():
+        scale = getattr(sub, "lr_scale", 1.0)
+        if scale != 1.0:
+            for name, _ in sub.named_parameters(prefix=prefix):
+                scales[name] = scale
+    return scales
+
+
+class _ScaledOptimizer:
+    """The thinc optimizer, each parameter's step scaled by its ``scales`` entry."""
+
+    def __init__(self, optimizer: Optimizer, scales: Dict[str, float]) -> None:
+        self.optimizer = optimizer
+        self.scales = scales
+
+    def __call__(self, key: Tuple[int, str], weights: Any, gradient: Any, *, lr_scale: float = 1.0) -> Any:
+        return self.optimizer(key, weights, gradient, lr_scale=lr_scale * self.scales.get(key[1], 1.0))
+
+
 class ClassifierShim(PyTorchShim):
     """thinc's ``PyTorchShim`` whose ``predict`` switches the module to eval mode by
-    setting the ``training`` flags directly, under ``torch.inference_mode``.
+    setting the ``training`` flags directly, under ``torch.inference_mode``, and whose
+    updates honour each submodule's ``lr_scale`` (see `learn_rate_scales`).
 
     thinc's own ``predict`` calls ``module.eval()`` and ``module.train()`` around every
     batch: two recursive walks through ``nn.Module.__setattr__``, a fixed cost per batch
     that is a large share of the forward of a batch of headlines. The flags end as thinc
     leaves them (training), so nothing else sees a difference."""
+
+    def finish_update(self, optimizer: Optimizer) -> None:
+        scales = learn_rate_scales(self._model)
+        super().finish_update(_ScaledOptimizer(optimizer, scales) if scales else optimizer)  # type: ignore[arg-type]
 
     def predict(self, inputs: ArgsKwargs) -> Any:
         modules = list(self._model.modules())

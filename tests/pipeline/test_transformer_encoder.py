@@ -183,6 +183,39 @@ def test_fine_tuning_trains_the_transformer_and_frozen_keeps_it(tiny_bert, froze
         assert any("encoder.layer.0" in k for k in changed) and any("embeddings" in k for k in changed)
 
 
+def test_learn_rate_scale_shrinks_the_transformers_steps_only(tiny_bert):
+    """One Adam step from the same start: the transformer's weights move by exactly
+    `learn_rate_scale` times their move at scale 1; every other weight moves the same."""
+    moves = {}
+    for scale in (1.0, 0.25):
+        fix_random_seed(0)
+        nlp = make_nlp(use_knowledge=False, model=tiny_model(encoder=encoder_block(
+            str(tiny_bert), frozen=False, learn_rate_scale=scale)))
+        examples = make_examples(nlp)
+        optimizer = nlp.initialize(lambda: examples)
+        module = torch_module(nlp.get_pipe("textcat").model)
+        before = {k: v.detach().clone() for k, v in module.named_parameters()}
+        nlp.update(examples, sgd=optimizer)
+        moves[scale] = {k: v.detach() - before[k] for k, v in module.named_parameters()}
+    transformer = [k for k in moves[1.0] if k.startswith("encoder.transformer.")]
+    others = [k for k in moves[1.0] if not k.startswith("encoder.transformer.")]
+    assert transformer and others and any(k.startswith("encoder.proj.") for k in others)
+    moved = [k for k in transformer if moves[1.0][k].abs().max() > 0]
+    assert len(moved) > len(transformer) // 2  # the word embeddings of unseen pieces stay put
+    for k in moved:
+        # atol: the float32 rounding of weights up to ~1 (LayerNorm); a step is 5e-4 at scale 1
+        torch.testing.assert_close(moves[0.25][k], 0.25 * moves[1.0][k], rtol=1e-4, atol=2e-7)
+    for k in others:
+        torch.testing.assert_close(moves[0.25][k], moves[1.0][k], rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, 1.5])
+def test_learn_rate_scale_outside_its_range_is_refused(tiny_bert, value):
+    with pytest.raises(ValueError, match="learn_rate_scale"):
+        make_nlp(use_knowledge=False, model=tiny_model(encoder=encoder_block(
+            str(tiny_bert), frozen=False, learn_rate_scale=value)))
+
+
 # --- a saved pipeline carries its transformer -------------------------------------------
 
 

@@ -116,6 +116,8 @@ class TransformerEncoder(nn.Module):
     frozen (bool): keep the transformer's weights fixed and run it without autograd.
     cache (Optional[VectorCache]): per-document token vectors of the frozen
         transformer; None = always run it. Ignored when not frozen.
+    lr_scale (float): the transformer's learning rate as a fraction of the
+        optimizer's when it is trained (read by the thinc shim's update).
 
     forward(input_ids (S, L), attention_mask (S, L), piece_token (S, L) long, n_tokens
     int, doc_starts (D,), doc_lengths (D,), doc_keys Optional[List[str]], cached (D,)
@@ -131,9 +133,11 @@ class TransformerEncoder(nn.Module):
     """
 
     def __init__(self, hf_model: Any, hidden_size: int, width: int, *, frozen: bool = False,
-                 cache: Optional[VectorCache] = None) -> None:
+                 cache: Optional[VectorCache] = None, lr_scale: float = 1.0) -> None:
         super().__init__()
         self.transformer = hf_model
+        # on the transformer itself, so that the projection learns at the full rate
+        self.transformer.lr_scale = lr_scale
         self.frozen = frozen
         self.hidden_size = hidden_size
         self.proj = nn.Linear(hidden_size, width)
