@@ -73,19 +73,23 @@ def write_annotations(doc: Doc, annotations: DocAnnotations) -> None:
     doc (Doc): the doc the annotations were computed for.
     annotations (DocAnnotations): from KnowledgeFeaturizer.analyse / .annotations.
     """
+    user_data = _user_data(doc)
     # links of an earlier run (another KB) must not linger under offsets not linked now
-    stale = [key for key in doc.user_data if isinstance(key, tuple) and key[:2] == ("._.", _LINK_EXT)]
-    for key in stale:
-        del doc.user_data[key]
+    if user_data:
+        for key in [key for key in user_data if isinstance(key, tuple) and key[:2] == ("._.", _LINK_EXT)]:
+            del user_data[key]
     earlier = {(s.start, s.end): s.kb_id_ for s in doc.spans[SPANS_KEY]} if SPANS_KEY in doc.spans else {}
-    spans = []
-    for (start, end, iri, types, prior), label in zip(annotations.links, annotations.labels):
-        span = Span(doc, start, end, label=label, kb_id=iri)
-        span._.kb_link = (iri, tuple(types), float(prior))
-        spans.append(span)
+    spans = [Span(doc, link[0], link[1], label=label, kb_id=link[2])
+             for link, label in zip(annotations.links, annotations.labels)]
+    for span, (_, _, iri, types, prior) in zip(spans, annotations.links):
+        # what `span._.kb_link = value` stores, without an Underscore object per span
+        user_data[("._.", _LINK_EXT, span.start_char, span.end_char)] = (iri, tuple(types), float(prior))
     doc.spans[SPANS_KEY] = spans
-    doc._.rule_hits = annotations.rule_hits
-    _link_ents(doc, {(s.start, s.end): s.kb_id_ for s in spans}, earlier)
+    # the featurizer's own hits, (rule id, start, end) inside the doc: stored as the
+    # setter of doc._.rule_hits stores them, without checking each one again
+    user_data[_RULE_HITS_KEY] = tuple(annotations.rule_hits)
+    if doc.ents or earlier:
+        _link_ents(doc, {(s.start, s.end): s.kb_id_ for s in spans}, earlier)
 
 
 def _link_ents(doc: Doc, links: Dict[Tuple[int, int], str], earlier: Dict[Tuple[int, int], str]) -> None:
