@@ -139,14 +139,19 @@ def local_ray_options(num_cpus: int, object_store_mb: int) -> Dict[str, Any]:
             "_system_config": {"worker_niceness": 0}}
 
 
+# shards queued on a Ray actor at a time (see run_ray)
+SHARDS_IN_FLIGHT = 2
+
+
 def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard, *, num_actors: int,
             num_gpus: float = 0.0, address: Optional[str] = None, num_cpus: Optional[int] = None,
             object_store_mb: int = 512) -> float:
     """Annotate `shards` with `num_actors` Ray actors, each loading the pipeline once and
-    annotating one shard per call; an actor gets its next shard when it hands one back,
-    so a slow actor never holds up the others' work. Starts a local Ray
-    (`local_ray_options`) unless Ray is running in this process or `address` names a
-    cluster to join; stops only a Ray it started. The
+    annotating one shard per call; an actor holds at most SHARDS_IN_FLIGHT shards (the one
+    it annotates and the next, so that it never waits for the driver) and gets another
+    when it hands one back, so a slow actor holds up at most one shard of the others'
+    work. Starts a local Ray (`local_ray_options`) unless Ray is running in this process
+    or `address` names a cluster to join; stops only a Ray it started. The
     driver writes the shards, so the output folder need not be shared with a cluster;
     the input file must be readable at the same path on every node.
     RETURNS (float): the `time.perf_counter()` at which every actor had loaded the pipeline."""
@@ -178,8 +183,13 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 actor = running.pop(ref)
                 result = ray.get(ref)
-                if pending:  # the actor's next shard, before this one is written
-                    running[actor.shard_output.remote(pending.popleft())] = actor
+                # a loaded actor gets SHARDS_IN_FLIGHT shards, then one more for each it
+                # hands back, before that one is written: Ray runs an actor's calls in
+                # the order they were made, so the next shard is already waiting on the
+                # actor while this one travels to the driver
+                for _ in range(1 if isinstance(result, ShardOutput) else SHARDS_IN_FLIGHT):
+                    if pending:
+                        running[actor.shard_output.remote(pending.popleft())] = actor
                 if isinstance(result, ShardOutput):
                     on_shard(result)
                 else:
