@@ -143,14 +143,24 @@ def local_ray_options(num_cpus: int, object_store_mb: int) -> Dict[str, Any]:
 SHARDS_IN_FLIGHT = 2
 
 
+def shards_to_queue(in_flight: int, n_pending: int, n_actors: int) -> int:
+    """How many of the `n_pending` shards to hand now to a loaded actor that holds
+    `in_flight`: up to SHARDS_IN_FLIGHT while every actor can still get one more
+    (`n_pending >= n_actors`), so that an actor never waits for the driver between
+    shards; up to one after that, so that the last shards go to whichever actor is free
+    instead of waiting in another actor's queue."""
+    limit = SHARDS_IN_FLIGHT if n_pending >= n_actors else 1
+    return max(0, min(n_pending, limit - in_flight))
+
+
 def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard, *, num_actors: int,
             num_gpus: float = 0.0, address: Optional[str] = None, num_cpus: Optional[int] = None,
             object_store_mb: int = 512) -> float:
     """Annotate `shards` with `num_actors` Ray actors, each loading the pipeline once and
-    annotating one shard per call; an actor holds at most SHARDS_IN_FLIGHT shards (the one
-    it annotates and the next, so that it never waits for the driver) and gets another
-    when it hands one back, so a slow actor holds up at most one shard of the others'
-    work. Starts a local Ray (`local_ray_options`) unless Ray is running in this process
+    annotating one shard per call; an actor holds up to SHARDS_IN_FLIGHT shards (the one
+    it annotates and the next, so that it never waits for the driver) while there are
+    shards for every actor, then one at a time (`shards_to_queue`), and gets more as it
+    hands them back, so a slow actor holds up no other actor's work at the end. Starts a local Ray (`local_ray_options`) unless Ray is running in this process
     or `address` names a cluster to join; stops only a Ray it started. The
     driver writes the shards, so the output folder need not be shared with a cluster;
     the input file must be readable at the same path on every node.
@@ -176,6 +186,7 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
                   for _ in range(min(num_actors, len(shards)))]
         pending = deque(shards)
         running: Dict[Any, Any] = {actor.ready.remote(): actor for actor in actors}
+        in_flight: Dict[Any, int] = {actor: 0 for actor in actors}
         n_loading = len(actors)
         ready_at = time.perf_counter()
         try:
@@ -183,13 +194,13 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
                 (ref,), _ = ray.wait(list(running), num_returns=1)
                 actor = running.pop(ref)
                 result = ray.get(ref)
-                # a loaded actor gets SHARDS_IN_FLIGHT shards, then one more for each it
-                # hands back, before that one is written: Ray runs an actor's calls in
-                # the order they were made, so the next shard is already waiting on the
-                # actor while this one travels to the driver
-                for _ in range(1 if isinstance(result, ShardOutput) else SHARDS_IN_FLIGHT):
-                    if pending:
-                        running[actor.shard_output.remote(pending.popleft())] = actor
+                if isinstance(result, ShardOutput):
+                    in_flight[actor] -= 1
+                # before this shard is written, so that the actor's next one is already
+                # waiting on it (Ray runs an actor's calls in the order they were made)
+                for _ in range(shards_to_queue(in_flight[actor], len(pending), len(actors))):
+                    running[actor.shard_output.remote(pending.popleft())] = actor
+                    in_flight[actor] += 1
                 if isinstance(result, ShardOutput):
                     on_shard(result)
                 else:
@@ -208,5 +219,5 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
             ray.shutdown()
 
 
-__all__ = ["ShardAnnotator", "ShardOutput", "annotate_records", "annotated_docs", "doc_row", "error_row",
-           "local_ray_options", "run_local", "run_ray"]
+__all__ = ["SHARDS_IN_FLIGHT", "ShardAnnotator", "ShardOutput", "annotate_records", "annotated_docs", "doc_row",
+           "error_row", "local_ray_options", "run_local", "run_ray", "shards_to_queue"]

@@ -26,7 +26,7 @@ from spacy.tokens import Doc
 from typer.testing import CliRunner
 
 from spacy_sparse_expert.annotate import annotate, read_output
-from spacy_sparse_expert.annotate.engines import annotate_records, local_ray_options
+from spacy_sparse_expert.annotate.engines import SHARDS_IN_FLIGHT, annotate_records, local_ray_options, shards_to_queue
 from spacy_sparse_expert.annotate.reader import make_record
 from spacy_sparse_expert.annotate.rows import ShardColumns, output_schema
 from spacy_sparse_expert.cli.main import app
@@ -104,6 +104,44 @@ def test_local_and_ray_write_the_same_rows(tmp_path: Path, model_dir: Path, ray_
     text = records[0]["text"]
     assert all(text[e["start_char"]:e["end_char"]] == e["text"] for e in first["entities"])
     assert {"rule": "sport-league", "start": 7, "end": 9} in first["rule_hits"]
+
+
+def _schedule(n_shards: int, n_actors: int, seconds_per_shard: List[float]) -> List[List[int]]:
+    """The shards each actor annotates when run_ray hands them out by `shards_to_queue`:
+    actors ready one after another, actor i taking seconds_per_shard[i] a shard, each
+    running its queue in order (as Ray runs an actor's calls)."""
+    pending = list(range(n_shards))
+    queues: List[List[int]] = [[] for _ in range(n_actors)]
+    done: List[List[int]] = [[] for _ in range(n_actors)]
+    busy_until = [0.0] * n_actors
+
+    def top_up(actor: int) -> None:
+        for _ in range(shards_to_queue(len(queues[actor]), len(pending), n_actors)):
+            queues[actor].append(pending.pop(0))
+
+    for actor in range(n_actors):
+        top_up(actor)
+    while any(queues):
+        actor = min((a for a in range(n_actors) if queues[a]),
+                    key=lambda a: busy_until[a] + seconds_per_shard[a])
+        busy_until[actor] += seconds_per_shard[actor]
+        done[actor].append(queues[actor].pop(0))
+        top_up(actor)
+    return done
+
+
+def test_ray_actors_get_a_next_shard_queued_and_share_the_last_ones() -> None:
+    assert SHARDS_IN_FLIGHT == 2
+    # plenty of shards: each loaded actor is handed two, then one for each it returns
+    assert shards_to_queue(0, 50, 2) == 2 and shards_to_queue(1, 48, 2) == 1 and shards_to_queue(2, 48, 2) == 0
+    # fewer left than actors: at most one each, none when one is still queued
+    assert shards_to_queue(0, 1, 2) == 1 and shards_to_queue(1, 1, 2) == 0 and shards_to_queue(0, 0, 2) == 0
+    # three actors, four shards: every actor annotates one, nobody holds two of three
+    assert sorted(len(d) for d in _schedule(4, 3, [1.0, 1.0, 1.0])) == [1, 1, 2]
+    # a slow actor (3x) keeps no shard from the fast one at the end: the fast one does
+    # three times as many, and the whole input is annotated once
+    done = _schedule(40, 2, [1.0, 3.0])
+    assert sorted(done[0] + done[1]) == list(range(40)) and len(done[0]) == 30
 
 
 def test_parquet_in_jsonl_out(tmp_path: Path, model_dir: Path) -> None:
