@@ -110,8 +110,14 @@ class ClassifierShim(PyTorchShim):
     that is a large share of the forward of a batch of headlines. The flags end as thinc
     leaves them (training), so nothing else sees a difference."""
 
+    # (module, its learn_rate_scales): the scales are set when the module is built, so
+    # they are found once per module, not at every update
+    _lr_scales: Optional[Tuple[nn.Module, Dict[str, float]]] = None
+
     def finish_update(self, optimizer: Optimizer) -> None:
-        scales = learn_rate_scales(self._model)
+        if self._lr_scales is None or self._lr_scales[0] is not self._model:
+            self._lr_scales = (self._model, learn_rate_scales(self._model))
+        scales = self._lr_scales[1]
         super().finish_update(_ScaledOptimizer(optimizer, scales) if scales else optimizer)  # type: ignore[arg-type]
 
     def predict(self, inputs: ArgsKwargs) -> Any:
