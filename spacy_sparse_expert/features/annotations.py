@@ -43,6 +43,8 @@ RuleHit = Tuple[str, int, int]
 
 _RULE_HITS_KEY = ("._.", "rule_hits", None, None)  # where a default Doc extension would keep it
 _LINK_EXT = "kb_link"
+# where spaCy keeps span._.kb_link: ("._.", name, start_char, end_char)
+_LINK_KEY_PREFIX = ("._.", _LINK_EXT)
 
 
 class LinkedSpanError(SparseExpertError):
@@ -76,14 +78,14 @@ def write_annotations(doc: Doc, annotations: DocAnnotations) -> None:
     user_data = _user_data(doc)
     # links of an earlier run (another KB) must not linger under offsets not linked now
     if user_data:
-        for key in [key for key in user_data if isinstance(key, tuple) and key[:2] == ("._.", _LINK_EXT)]:
+        for key in [key for key in user_data if isinstance(key, tuple) and key[:2] == _LINK_KEY_PREFIX]:
             del user_data[key]
     earlier = {(s.start, s.end): s.kb_id_ for s in doc.spans[SPANS_KEY]} if SPANS_KEY in doc.spans else {}
     spans = [Span(doc, link[0], link[1], label=label, kb_id=link[2])
              for link, label in zip(annotations.links, annotations.labels)]
     for span, (_, _, iri, types, prior) in zip(spans, annotations.links):
         # what `span._.kb_link = value` stores, without an Underscore object per span
-        user_data[("._.", _LINK_EXT, span.start_char, span.end_char)] = (iri, tuple(types), float(prior))
+        user_data[_LINK_KEY_PREFIX + (span.start_char, span.end_char)] = (iri, tuple(types), float(prior))
     doc.spans[SPANS_KEY] = spans
     # the featurizer's own hits, (rule id, start, end) inside the doc: stored as the
     # setter of doc._.rule_hits stores them, without checking each one again
