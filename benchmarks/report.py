@@ -24,6 +24,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # our systems (knowledge settings none / kb / rules / both); every other system is a baseline
 OURS = ("sparse_expert", "sparse_expert_transformer", "sparse_expert_finetune")
 
+
 def _load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text(encoding="utf8")) if path.exists() else None

@@ -160,8 +160,9 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
     annotating one shard per call; an actor holds up to SHARDS_IN_FLIGHT shards (the one
     it annotates and the next, so that it never waits for the driver) while there are
     shards for every actor, then one at a time (`shards_to_queue`), and gets more as it
-    hands them back, so a slow actor holds up no other actor's work at the end. Starts a local Ray (`local_ray_options`) unless Ray is running in this process
-    or `address` names a cluster to join; stops only a Ray it started. The
+    hands them back, so at the end a slow actor keeps at most one queued shard from the
+    others. Starts a local Ray (`local_ray_options`) unless Ray is running in this
+    process or `address` names a cluster to join; stops only a Ray it started. The
     driver writes the shards, so the output folder need not be shared with a cluster;
     the input file must be readable at the same path on every node.
     RETURNS (float): the `time.perf_counter()` at which every actor had loaded the pipeline."""
