@@ -8,6 +8,7 @@ Ray is imported only inside `run_ray`: the package works without it.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import deque
@@ -81,16 +82,29 @@ def annotate_records(nlp: Any, records: Sequence[Record], batch_size: int) -> Li
 
 class ShardAnnotator:
     """Loads the pipeline once; turns one shard description into that shard's output.
-    Used as is by the local engine and as the Ray actor class."""
+    Used as is by the local engine and as the Ray actor class.
+
+    freeze_heap (bool): once the pipeline is loaded, move every object alive then (the
+    pipeline's, spaCy's, torch's: about 230k) out of reach of Python's cyclic garbage
+    collector with `gc.freeze()`, until `close()`. Every full collection would otherwise
+    traverse them all again (about 0.14 s each, a few every 10k documents: 5-10% of a
+    job), although they live as long as the job. Objects frozen are still freed when
+    their last reference goes; only cycles among them wait for `close()`. Nothing is
+    frozen when something in this process froze objects already (it manages the
+    collector itself)."""
 
     def __init__(self, *, model: str, input_path: str, input_format: str, text_field: str, id_field: str,
-                 batch_size: int, output_format: str, use_gpu: bool = False) -> None:
+                 batch_size: int, output_format: str, use_gpu: bool = False, freeze_heap: bool = False) -> None:
         import spacy
 
         began = time.perf_counter()
         if use_gpu:
             spacy.require_gpu()
         self.nlp = spacy.load(model)
+        self.froze_heap = freeze_heap and gc.get_freeze_count() == 0
+        if self.froze_heap:
+            gc.collect()  # the loading's own garbage is not kept
+            gc.freeze()
         self.load_seconds = time.perf_counter() - began
         self.input_path = Path(input_path)
         self.input_format = input_format
@@ -102,6 +116,12 @@ class ShardAnnotator:
     def ready(self) -> float:
         """The seconds the pipeline took to load (Ray: answered once the actor is up)."""
         return self.load_seconds
+
+    def close(self) -> None:
+        """Hand the objects frozen at load back to the garbage collector."""
+        if self.froze_heap:
+            gc.unfreeze()
+            self.froze_heap = False
 
     def shard_output(self, shard: Shard) -> ShardOutput:
         records = read_shard(self.input_path, self.input_format, shard, text_field=self.text_field,
@@ -118,10 +138,13 @@ class ShardAnnotator:
 def run_local(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard: OnShard) -> float:
     """Annotate `shards` with `nlp.pipe` in this process. RETURNS (float): the
     `time.perf_counter()` at which the pipeline was loaded."""
-    annotator = ShardAnnotator(**annotator_kwargs)
+    annotator = ShardAnnotator(**annotator_kwargs, freeze_heap=True)
     ready_at = time.perf_counter()
-    for shard in shards:
-        on_shard(annotator.shard_output(shard))
+    try:
+        for shard in shards:
+            on_shard(annotator.shard_output(shard))
+    finally:
+        annotator.close()
     return ready_at
 
 
@@ -183,7 +206,7 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
     try:
         # no more actors than shards: each one loads the pipeline, which costs seconds
         remote = ray.remote(num_cpus=1, num_gpus=num_gpus or 0, max_restarts=0)(ShardAnnotator)
-        actors = [remote.remote(**{**annotator_kwargs, "use_gpu": num_gpus > 0})
+        actors = [remote.remote(**annotator_kwargs, use_gpu=num_gpus > 0, freeze_heap=True)
                   for _ in range(min(num_actors, len(shards)))]
         pending = deque(shards)
         running: Dict[Any, Any] = {actor.ready.remote(): actor for actor in actors}

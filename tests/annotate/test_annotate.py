@@ -9,6 +9,7 @@ with --address so that the test pays for one Ray start.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -26,8 +27,9 @@ from spacy.tokens import Doc
 from typer.testing import CliRunner
 
 from spacy_sparse_expert.annotate import annotate, read_output
-from spacy_sparse_expert.annotate.engines import SHARDS_IN_FLIGHT, annotate_records, local_ray_options, shards_to_queue
-from spacy_sparse_expert.annotate.reader import make_record
+from spacy_sparse_expert.annotate.engines import (SHARDS_IN_FLIGHT, ShardOutput, annotate_records, local_ray_options,
+                                                  run_local, shards_to_queue)
+from spacy_sparse_expert.annotate.reader import make_record, plan_input
 from spacy_sparse_expert.annotate.rows import ShardColumns, output_schema
 from spacy_sparse_expert.cli.main import app
 from spacy_sparse_expert.errors import SparseExpertError
@@ -167,6 +169,35 @@ def test_cli_reports_failures_by_id(tmp_path: Path, model_dir: Path) -> None:
     assert "4 documents failed" in result.output
     assert "id 'doc-3'" in result.output and "id 'doc-7'" in result.output
     assert len(annotated(read_output(tmp_path / "out"))) == 10
+
+
+def test_the_local_engine_freezes_the_loaded_heap_for_its_run_only(tmp_path: Path, model_dir: Path) -> None:
+    source = write_jsonl(tmp_path / "docs.jsonl", corpus(12))
+    plan = plan_input(source, "jsonl", 4, text_field="text", id_field="id")
+    kwargs = {"model": str(model_dir), "input_path": str(source), "input_format": "jsonl", "text_field": "text",
+              "id_field": "id", "batch_size": 4, "output_format": "jsonl"}
+    seen: List[Any] = []
+
+    def on_shard(out: ShardOutput) -> None:
+        seen.append((out.number, out.n_rows, gc.get_freeze_count()))
+
+    assert gc.get_freeze_count() == 0
+    run_local(kwargs, plan.shards, on_shard)
+    # while the shards run, the objects alive after the load (spaCy's, torch's, the
+    # pipeline's) are out of the collector's reach; afterwards they are back
+    assert [(number, n_rows) for number, n_rows, _ in seen] == [(0, 4), (1, 4), (2, 4)]
+    assert all(frozen > 10_000 for _, _, frozen in seen)
+    assert gc.get_freeze_count() == 0
+    # a process that froze objects itself keeps them frozen and gets nothing more frozen
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        seen.clear()
+        run_local(kwargs, plan.shards, on_shard)
+        assert len(seen) == 3 and all(frozen <= mine for _, _, frozen in seen)
+        assert 0 < gc.get_freeze_count() <= mine
+    finally:
+        gc.unfreeze()
 
 
 def test_rerun_skips_finished_shards(tmp_path: Path, model_dir: Path) -> None:
