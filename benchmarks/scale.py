@@ -32,13 +32,15 @@ Parts (``--parts``, comma-separated; each reuses what an earlier part left in ``
   a small pipeline initialised on the big KB (built once per import: ``spacy.blank`` +
   ``sparse_expert_textcat`` + a few update steps on synthetic documents).
 - ``annotate``: documents/s on the BBC test set (BBC pipeline) and on the synthetic
-  corpus (the big-KB pipeline) for ``nlp.pipe`` in one process, ``annotate --engine
-  local`` and ``--engine ray`` with 1 and 2 actors, in one run: ``--rounds`` rounds
-  (default 2), each running the four once, the order rotated by one per round; per
-  system the median run. What each figure holds: ``nlp.pipe`` is one pass over the
-  texts, already in memory, with a pipeline loaded just before (fresh in each round, so
-  its caches start cold as in every annotate run, and warmed up on 32 documents; the
-  load is reported apart, ``pipeline_load_seconds``); an annotate run is the whole
+  corpus (the big-KB pipeline) for ``nlp.pipe`` in one process (plain, and with the
+  heap frozen after the load as annotate's engines freeze it: ``gc.freeze()``, see
+  ``ShardAnnotator``), ``annotate --engine local`` and ``--engine ray`` with 1 and 2
+  actors, in one run: ``--rounds`` rounds (default 2), each running the five once, the
+  order rotated by one per round; per system the median run. What each figure holds: an
+  ``nlp.pipe`` figure is one pass over the texts, already in memory, with a pipeline
+  loaded just before (fresh in each round, so its caches start cold as in every
+  annotate run, and warmed up on 32 documents; the load is reported apart,
+  ``pipeline_load_seconds``); an annotate run is the whole
   ``annotate()`` call as a user sees it: planning the input (one read for its sha256 and
   shard offsets), starting the engine (Ray: the actors' processes, their imports and a
   ``spacy.load`` in each; Ray's own start is reported, not counted, as a cluster would
@@ -46,9 +48,10 @@ Parts (``--parts``, comma-separated; each reuses what an earlier part left in ``
   workers at this process's priority), reading and decoding the JSONL, the pipeline,
   building the rows and writing the Parquet shards (fsync, rename). Each annotate run
   also stores its ``startup_seconds`` (engine start until every pipeline was loaded) and
-  ``steady_seconds`` (the rest), so the overheads against the ``nlp.pipe`` pass of the
+  ``steady_seconds`` (the rest), so the overheads against each ``nlp.pipe`` pass of the
   same round come three ways: end to end, against load + pipe (what a plain script pays)
-  and steady (after the loads). At least 8 shards per corpus. A load that changes during
+  and steady (after the loads); against plain ``nlp.pipe`` (the goal's measure) and
+  against the frozen one (like for like: what annotate itself adds). At least 8 shards per corpus. A load that changes during
   a round moves the ratios: read them with the load averages stored beside each figure.
   ``--corpora`` picks bbc_test, synthetic or both.
 
@@ -61,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import gzip
 import json
 import os
@@ -502,7 +506,9 @@ def part_load(kb_dir: Path, corpus: Path, pipeline: Path, lookup: str, repeat: i
     }
 
 
-SYSTEMS = ("nlp_pipe", "annotate_local", "ray_1_actor", "ray_2_actors")
+SYSTEMS = ("nlp_pipe", "nlp_pipe_frozen", "annotate_local", "ray_1_actor", "ray_2_actors")
+# the nlp.pipe passes; nlp_pipe_frozen freezes the loaded heap as annotate's engines do
+PIPE_SYSTEMS = ("nlp_pipe", "nlp_pipe_frozen")
 _ENGINES = {"annotate_local": ("local", 1), "ray_1_actor": ("ray", 1), "ray_2_actors": ("ray", 2)}
 
 
@@ -515,7 +521,7 @@ def _same_files(*folders: Path) -> bool:
 
 def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds: int, done: Any) -> None:
     """Documents/s per system and corpus: `rounds` rounds per corpus, each running the
-    four systems once, the order rotated by one per round (nlp.pipe with a pipeline
+    five systems once, the order rotated by one per round (nlp.pipe with a pipeline
     loaded just before, not timed, fresh in every round: the pipeline's caches (entity
     signatures, token representations) would otherwise be warm from an earlier pass,
     while every annotate run loads its own; annotate runs include their loads, as a user
@@ -554,17 +560,23 @@ def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds
                     load = _load()
                     out = tmp / f"{name}-{system}-{round_}"
                     began = time.perf_counter()
-                    if system == "nlp_pipe":
+                    if system in PIPE_SYSTEMS:
                         nlp = spacy.load(model)
+                        if system == "nlp_pipe_frozen":  # what ShardAnnotator(freeze_heap=True) does
+                            gc.collect()
+                            gc.freeze()
                         load_seconds = time.perf_counter() - began
                         list(nlp.pipe(texts[:32], batch_size=nlp.batch_size))  # warm-up
                         load = _load()
                         began = time.perf_counter()
-                        pipe_cats = [doc.cats for doc in nlp.pipe(texts, batch_size=nlp.batch_size)]
+                        cats = [doc.cats for doc in nlp.pipe(texts, batch_size=nlp.batch_size)]
                         seconds = time.perf_counter() - began
+                        gc.unfreeze()
+                        if system == "nlp_pipe":
+                            pipe_cats = cats
                         run = {"seconds": round(seconds, 2), "load_average_1m": load,
                                "pipeline_load_seconds": round(load_seconds, 2)}
-                        del nlp
+                        del nlp, cats
                     else:
                         engine, actors = _ENGINES[system]
                         summary = annotate(model, source, out, engine=engine, num_actors=actors, shard_size=shards,
@@ -586,14 +598,14 @@ def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds
                 entry = {"seconds": round(seconds, 2), "docs_per_second": round(len(texts) / seconds, 1),
                          "load_average_1m": round(statistics.mean(r["load_average_1m"] for r in system_runs), 2),
                          "runs": system_runs}
-                if system != "nlp_pipe":
+                if system not in PIPE_SYSTEMS:
                     steady = statistics.median(r["steady_seconds"] for r in system_runs)
                     entry.update({"startup_seconds": statistics.median(r["startup_seconds"] for r in system_runs),
                                   "steady_docs_per_second": round(len(texts) / steady, 1)})
                 result["systems"][system] = entry
             result["pipeline_load_seconds"] = statistics.median(r["pipeline_load_seconds"] for r in runs["nlp_pipe"])
             last = rounds - 1
-            folders = [tmp / f"{name}-{s}-{last}" for s in SYSTEMS[1:]]
+            folders = [tmp / f"{name}-{s}-{last}" for s in SYSTEMS if s not in PIPE_SYSTEMS]
             rows = [read_output(folder) for folder in folders]
             result["outputs_identical_local_ray1_ray2"] = rows[0] == rows[1] == rows[2]
             result["shard_files_byte_identical_local_ray1_ray2"] = _same_files(*folders)
@@ -601,18 +613,23 @@ def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds
                 (abs(row["cats"][label] - cats[label]) for row, cats in zip(rows[0], pipe_cats) for label in cats),
                 default=0.0)
 
-            def overhead(system: str, measure: Any) -> float:
-                per_round = [measure(run, pipe) for run, pipe in zip(runs[system], runs["nlp_pipe"])]
+            def overhead(system: str, measure: Any, baseline: str = "nlp_pipe") -> float:
+                per_round = [measure(run, pipe) for run, pipe in zip(runs[system], runs[baseline])]
                 return round(statistics.median(per_round), 3)
 
-            # against the nlp.pipe pass of the same round: end to end (the whole annotate call),
-            # against load + pipe (what a plain script pays), and steady (after the loads)
-            result["overheads_vs_nlp_pipe"] = {system: {
-                "end_to_end": overhead(system, lambda run, pipe: run["seconds"] / pipe["seconds"] - 1),
-                "vs_load_and_pipe": overhead(system, lambda run, pipe: run["seconds"] / (
-                    pipe["seconds"] + pipe["pipeline_load_seconds"]) - 1),
-                "steady": overhead(system, lambda run, pipe: run["steady_seconds"] / pipe["seconds"] - 1)}
-                for system in ("annotate_local", "ray_1_actor")}
+            def overheads(baseline: str) -> dict[str, dict[str, float]]:
+                # against the `baseline` pass of the same round: end to end (the whole annotate
+                # call), against load + pipe (what a plain script pays), and steady (after the loads)
+                return {system: {
+                    "end_to_end": overhead(system, lambda run, pipe: run["seconds"] / pipe["seconds"] - 1, baseline),
+                    "vs_load_and_pipe": overhead(system, lambda run, pipe: run["seconds"] / (
+                        pipe["seconds"] + pipe["pipeline_load_seconds"]) - 1, baseline),
+                    "steady": overhead(system, lambda run, pipe: run["steady_seconds"] / pipe["seconds"] - 1, baseline)}
+                    for system in ("annotate_local", "ray_1_actor")}
+
+            result["overheads_vs_nlp_pipe"] = overheads("nlp_pipe")
+            # like for like: nlp.pipe with the heap frozen as annotate's engines freeze it
+            result["overheads_vs_nlp_pipe_frozen"] = overheads("nlp_pipe_frozen")
             result["ray_overhead_1_actor_vs_nlp_pipe"] = result["overheads_vs_nlp_pipe"]["ray_1_actor"]["end_to_end"]
             done(name, result)
     finally:
@@ -645,7 +662,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--store", action="store_true", help="also time an import with --store")
     parser.add_argument("--shard-size", type=int, default=2000)
     parser.add_argument("--corpora", default="bbc_test,synthetic", help="annotate: bbc_test, synthetic or both")
-    parser.add_argument("--rounds", type=int, default=2, help="annotate: rounds of the four systems per corpus")
+    parser.add_argument("--rounds", type=int, default=2, help="annotate: rounds of the five systems per corpus")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]

@@ -112,3 +112,31 @@ def test_readme_rendering_of_scale_results() -> None:
     assert "| `KnowledgeBase.from_disk`, best of 2 | 0.250 | - | - | +10 MB | 2.0 |" in text
     assert "import peak RSS 300.00 MB (goal < 4096: met)" in text
     assert text.endswith("torch 2.13.0+cpu. Shared machine.")
+
+
+def test_readme_rendering_of_annotation_results() -> None:
+    report = _load("report")
+
+    def system(docs_per_second: float, load: float) -> dict:
+        return {"docs_per_second": docs_per_second, "load_average_1m": load}
+
+    def corpus(loads: tuple, frozen: bool) -> dict:
+        pipe_load, ray_load = loads
+        systems = {"nlp_pipe": system(3000.0, pipe_load), "annotate_local": system(2700.0, 1.0),
+                   "ray_1_actor": system(2500.0, ray_load), "ray_2_actors": system(4300.0, 1.0)}
+        out = {"documents": 1000, "systems": systems, "ray_overhead_1_actor_vs_nlp_pipe": 0.2,
+               "outputs_identical_local_ray1_ray2": True}
+        if frozen:  # runs before the frozen nlp.pipe pass have neither
+            systems["nlp_pipe_frozen"] = system(3300.0, 1.2)
+            out["overheads_vs_nlp_pipe_frozen"] = {"ray_1_actor": {"end_to_end": 0.32}}
+        return out
+
+    run = {"triples": 1000, "seed": 0, "date": "2026-12-01T00:00:00+00:00",
+           "machine": {"cpus": 2, "memory_gb": 23.5, "torch": "2.13.0+cpu"},
+           # loads 1.5 and 1.1: both runs had a core each, comparable; 3.0 and 1.0: not
+           "annotate": {"bbc_test": corpus((3.0, 1.0), False), "synthetic": corpus((1.5, 1.1), True)}}
+    text = report.scale({"runs": {"triples_1000": run}})
+    assert "| `nlp.pipe`, heap frozen after the load | - | 3,300.0 (load 1.2) |" in text
+    assert "| same, vs `nlp.pipe` with the heap frozen (like for like) | - | +32% |" in text
+    assert "Ray overhead at 1 actor (synthetic) 20.00 % (goal < 20: not met)" in text
+    assert "Ray overhead at 1 actor (bbc_test) +20% (goal < 20%: not comparable, load 3.0 during nlp.pipe" in text
