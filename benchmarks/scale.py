@@ -51,9 +51,10 @@ Parts (``--parts``, comma-separated; each reuses what an earlier part left in ``
   ``steady_seconds`` (the rest), so the overheads against each ``nlp.pipe`` pass of the
   same round come three ways: end to end, against load + pipe (what a plain script pays)
   and steady (after the loads); against plain ``nlp.pipe`` (the goal's measure) and
-  against the frozen one (like for like: what annotate itself adds). At least 8 shards per corpus. A load that changes during
-  a round moves the ratios: read them with the load averages stored beside each figure.
-  ``--corpora`` picks bbc_test, synthetic or both.
+  against the frozen one (like for like: what annotate itself adds). At least 8 shards
+  per corpus. A load that changes during a round moves the ratios: read them with the
+  load averages stored beside each figure. ``--corpora`` picks bbc_test, synthetic or
+  both.
 
 Every figure is stored with the 1-minute load average when it was taken: the machine
 (2 cores) is shared, so compare figures of one run only. Results go to
