@@ -534,7 +534,7 @@ def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds
 
     import spacy_sparse_expert  # noqa: F401
     from spacy_sparse_expert.annotate import annotate, read_output
-    from spacy_sparse_expert.annotate.engines import local_ray_options
+    from spacy_sparse_expert.annotate.engines import freeze_loaded_heap, local_ray_options
 
     began = time.perf_counter()
     # the Ray `annotate` starts itself (workers at this process's priority), started once here
@@ -563,16 +563,16 @@ def part_annotate(corpora: dict[str, tuple[Path, Path]], shard_size: int, rounds
                     began = time.perf_counter()
                     if system in PIPE_SYSTEMS:
                         nlp = spacy.load(model)
-                        if system == "nlp_pipe_frozen":  # what ShardAnnotator(freeze_heap=True) does
-                            gc.collect()
-                            gc.freeze()
+                        # what ShardAnnotator(freeze_heap=True) does
+                        froze = system == "nlp_pipe_frozen" and freeze_loaded_heap()
                         load_seconds = time.perf_counter() - began
                         list(nlp.pipe(texts[:32], batch_size=nlp.batch_size))  # warm-up
                         load = _load()
                         began = time.perf_counter()
                         cats = [doc.cats for doc in nlp.pipe(texts, batch_size=nlp.batch_size)]
                         seconds = time.perf_counter() - began
-                        gc.unfreeze()
+                        if froze:
+                            gc.unfreeze()
                         if system == "nlp_pipe":
                             pipe_cats = cats
                         run = {"seconds": round(seconds, 2), "load_average_1m": load,

@@ -80,6 +80,18 @@ def annotate_records(nlp: Any, records: Sequence[Record], batch_size: int) -> Li
             for record, doc, error in annotated_docs(nlp, records, batch_size)]
 
 
+def freeze_loaded_heap() -> bool:
+    """Move every object alive now out of reach of Python's cyclic garbage collector
+    (`gc.freeze()`, after a `gc.collect()` so that no garbage is kept), unless something
+    in this process froze objects already (it manages the collector itself). RETURNS
+    (bool): whether this call froze them (`gc.unfreeze()` hands them back)."""
+    if gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True
+
+
 class ShardAnnotator:
     """Loads the pipeline once; turns one shard description into that shard's output.
     Used as is by the local engine and as the Ray actor class.
@@ -101,10 +113,7 @@ class ShardAnnotator:
         if use_gpu:
             spacy.require_gpu()
         self.nlp = spacy.load(model)
-        self.froze_heap = freeze_heap and gc.get_freeze_count() == 0
-        if self.froze_heap:
-            gc.collect()  # the loading's own garbage is not kept
-            gc.freeze()
+        self.froze_heap = freeze_heap and freeze_loaded_heap()
         self.load_seconds = time.perf_counter() - began
         self.input_path = Path(input_path)
         self.input_format = input_format
@@ -244,4 +253,4 @@ def run_ray(annotator_kwargs: Dict[str, Any], shards: Sequence[Shard], on_shard:
 
 
 __all__ = ["SHARDS_IN_FLIGHT", "ShardAnnotator", "ShardOutput", "annotate_records", "annotated_docs", "doc_row",
-           "error_row", "local_ray_options", "run_local", "run_ray", "shards_to_queue"]
+           "error_row", "freeze_loaded_heap", "local_ray_options", "run_local", "run_ray", "shards_to_queue"]
