@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..features.annotations import SPANS_KEY
+from ..features.annotations import SPANS_KEY, rule_hits_of
 from .reader import Record
 
 Row = Dict[str, Any]
@@ -83,18 +83,18 @@ class ShardColumns:
         self.cat_labels.extend(cats)
         self.cat_scores.extend(map(float, cats.values()))
         self.cat_offsets.append(len(self.cat_labels))
-        if SPANS_KEY in doc.spans:
+        spans = doc.spans.get(SPANS_KEY)
+        if spans:
             self._strings = doc.vocab.strings
             add = self.entities.append
             # a span's text is its characters' slice of the doc's text, which is the record's
             # (spaCy's tokenizer keeps every character); Span.text would join its tokens
             text = record.text if record.text is not None else doc.text
-            for span in doc.spans[SPANS_KEY]:
+            for span in spans:
                 start_char, end_char = span.start_char, span.end_char
                 add((span.kb_id, span.start, span.end, start_char, end_char, span.label, text[start_char:end_char]))
         self.entity_offsets.append(len(self.entities))
-        if doc.has_extension("rule_hits"):
-            self.hits.extend(doc._.rule_hits or ())
+        self.hits.extend(rule_hits_of(doc))
         self.hit_offsets.append(len(self.hits))
 
     def add_error(self, record: Record, error: str) -> None:

@@ -19,7 +19,8 @@ from spacy.language import Language
 from spacy.tokens import Doc, DocBin, Span
 from spacy.vocab import Vocab
 
-from spacy_sparse_expert.features.annotations import SPANS_KEY, DocAnnotations, LinkedSpanError, write_annotations
+from spacy_sparse_expert.features.annotations import (SPANS_KEY, DocAnnotations, LinkedSpanError, rule_hits_of,
+                                                      write_annotations)
 from spacy_sparse_expert.kb.loaders import load_kb_v1
 from spacy_sparse_expert.rules.loaders import load_rules_v1
 
@@ -181,6 +182,21 @@ def test_round_trips_keep_spans_and_values(docs: List[Doc], how: str) -> None:
         assert full_sig(back) == full_sig(doc), how
         twice = ROUND_TRIPS[how](back)  # values read back (lists or tuples) serialise again
         assert full_sig(twice) == full_sig(doc), how
+        # the unchecked accessor (annotate's) agrees with the getter on every form stored
+        for each in (doc, back, twice):
+            assert rule_hits_of(each) == each._.rule_hits, how
+            assert all(type(hit) is tuple for hit in rule_hits_of(each)), how
+
+
+def test_rule_hits_accessor_checks_what_was_not_stored_checked(docs: List[Doc]) -> None:
+    fresh = Doc(docs[0].vocab, words=["x", "y"])
+    assert rule_hits_of(fresh) == ()
+    # lists (as Doc.from_bytes gives back) are checked like the getter checks them
+    fresh.user_data[("._.", "rule_hits", None, None)] = [["r", 0, 2]]
+    assert rule_hits_of(fresh) == (("r", 0, 2),) == fresh._.rule_hits
+    fresh.user_data[("._.", "rule_hits", None, None)] = [["r", 0, 3]]
+    with pytest.raises(LinkedSpanError, match="E132"):
+        rule_hits_of(fresh)
 
 
 def _generated_texts(n: int, seed: int) -> List[str]:
