@@ -11,6 +11,8 @@ same way:
   95% interval, both systems scored on the *same* resamples (paired), with the verdict
   "no measurable difference" where the interval contains zero.
 - ``seed_summary(values)``: mean and sample standard deviation over seeds.
+- ``median_interval(values)``: the median of repeated measurements (per-round speed
+  ratios) and its 95% percentile interval over resamples of the rounds.
 
 Resampling draws from ``numpy.random.default_rng(seed)``, so a figure is reproducible
 from its results file. Macro-F1 is computed exactly as scikit-learn's
@@ -132,4 +134,14 @@ def seed_summary(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0, "n": int(arr.size)}
 
 
-__all__ = ["macro_f1", "bootstrap_interval", "paired_difference", "seed_summary"]
+def median_interval(values: Sequence[float], *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                    seed: int = 0) -> tuple[float, float, float]:
+    """(median, low, high): the median of `values` and its percentile-bootstrap interval."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("no values")
+    medians = np.median(arr[_draws(arr.size, n_resamples, seed)], axis=1)
+    return (float(np.median(arr)), *_interval(medians, confidence))
+
+
+__all__ = ["macro_f1", "bootstrap_interval", "median_interval", "paired_difference", "seed_summary"]

@@ -110,3 +110,16 @@ def test_throughput_reports_best_and_median_and_warmup_predictions() -> None:
     assert timing.count_words(["a b  c", "\tone\ntwo ", ""]) == 5
     with pytest.raises(ValueError):
         timing.throughput(predict, ["a"], passes=0)
+
+
+def test_median_interval_holds_the_median_and_narrows_with_more_rounds(stats) -> None:
+    rng = random.Random(0)
+    few = [18 + rng.gauss(0, 8) for _ in range(10)]
+    many = [18 + rng.gauss(0, 8) for _ in range(200)]
+    median, low, high = stats.median_interval(few)
+    assert low <= median <= high and low < high
+    m2, low2, high2 = stats.median_interval(many)
+    assert low2 <= m2 <= high2 and high2 - low2 < (high - low) / 2
+    assert stats.median_interval([5.0, 5.0, 5.0]) == (5.0, 5.0, 5.0)
+    with pytest.raises(ValueError, match="no values"):
+        stats.median_interval([])
