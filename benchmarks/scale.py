@@ -54,9 +54,9 @@ Parts (``--parts``, comma-separated; each reuses what an earlier part left in ``
   against the frozen one (like for like: what annotate itself adds). The README's goal
   line gives the end-to-end Ray overhead as the median of the rounds' ratios with its 95%
   bootstrap interval over the rounds (``report.py``), met only when all of it is under
-  20%. At least 8 shards per corpus. A load that changes during a round moves the ratios: read them with the
-  load averages stored beside each figure. ``--corpora`` picks bbc_test, synthetic or
-  both.
+  20%. At least 8 shards per corpus. A load that changes during a round moves the
+  ratios: read them with the load averages stored beside each figure. ``--corpora``
+  picks bbc_test, synthetic or both.
 
 Every figure is stored with the 1-minute load average when it was taken: the machine
 (2 cores) is shared, so compare figures of one run only. Results go to

@@ -10,6 +10,7 @@ collect the problem (rules check shows all) or raise (data readers stop at the f
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -202,16 +203,9 @@ def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 # one decoder per parse_constant: json.loads(text, **hooks) builds a JSONDecoder on every
 # call, a third of the time of decoding a short line
-_DECODERS: dict[Callable[[str], Any] | None, json.JSONDecoder] = {}
-
-
+@functools.lru_cache(maxsize=8)
 def _decoder(parse_constant: Callable[[str], Any] | None) -> json.JSONDecoder:
-    decoder = _DECODERS.get(parse_constant)
-    if decoder is None:
-        decoder = json.JSONDecoder(object_pairs_hook=_refuse_repeated_keys, parse_constant=parse_constant)
-        if len(_DECODERS) < 8:  # a caller passing a new function per line must not grow it
-            _DECODERS[parse_constant] = decoder
-    return decoder
+    return json.JSONDecoder(object_pairs_hook=_refuse_repeated_keys, parse_constant=parse_constant)
 
 
 __all__ = ["JSONLineError", "MAX_LINE_BYTES", "SKIP", "check_input_file", "decode_json_line",

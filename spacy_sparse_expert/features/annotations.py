@@ -192,16 +192,9 @@ def _get_rule_hits(doc: Doc) -> Optional[Tuple[RuleHit, ...]]:
 
 
 def rule_hits_of(doc: Doc) -> Tuple[RuleHit, ...]:
-    """doc._.rule_hits, () when nothing set them, without an Underscore object per doc
-    and without checking hits again that were checked when stored: the component stores
-    its own hits as a tuple of tuples, and so does the setter after checking. Any other
-    value (lists, as `Doc.from_bytes` gives back) goes through the getter's checks."""
-    raw = _user_data(doc).get(_RULE_HITS_KEY)
-    if raw is None:
-        return ()
-    if type(raw) is tuple and all(type(hit) is tuple for hit in raw):
-        return raw
-    return _checked_hits(doc, raw)
+    """doc._.rule_hits, checked as the getter checks them, () when nothing set them:
+    the getter called directly, without building an Underscore object per doc."""
+    return _get_rule_hits(doc) or ()
 
 
 def _set_rule_hits(doc: Doc, value: Optional[Iterable[Any]]) -> None:

@@ -320,6 +320,8 @@ def test_bad_rule_hits_give_a_coded_error(docs: List[Doc]) -> None:
         doc.user_data[("._.", "rule_hits", None, None)] = bad  # as a foreign DocBin would
         with pytest.raises(LinkedSpanError, match=r"SSE-E132"):
             doc._.rule_hits
+        with pytest.raises(LinkedSpanError, match=r"SSE-E132"):  # annotate's accessor checks them too
+            rule_hits_of(doc)
 
 
 def test_setting_foreign_spans_gives_a_coded_error(docs: List[Doc]) -> None:
