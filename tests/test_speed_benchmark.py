@@ -220,3 +220,48 @@ def test_profile_parts_of_a_tiny_knowledge_pipeline(speed, tmp_path: Path) -> No
     assert module.training == mode
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
     assert [doc.cats for doc in nlp.pipe(texts)] == before
+
+
+@pytest.fixture(scope="module")
+def pipeline_ab():
+    return _load("pipeline_ab")
+
+
+def test_pipeline_ab_times_two_saved_pipelines_interleaved(pipeline_ab, tmp_path: Path) -> None:
+    """The A/B benchmark end to end on two tiny saved pipelines: one worker process per
+    thread setting, b/a as the ratio, each pipeline's warm-up accuracy on the texts."""
+    import json
+
+    import spacy
+
+    from tests.pipeline.conftest import TRAIN_DATA, make_examples, make_nlp
+
+    folders = {}
+    for name, seed in (("small", 0), ("other", 1)):
+        spacy.util.fix_random_seed(seed)
+        nlp = make_nlp(use_knowledge=False)
+        nlp.get_pipe("textcat").initialize(lambda: make_examples(nlp), nlp=nlp)
+        folders[name] = tmp_path / name
+        nlp.to_disk(folders[name])
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps({"text": t, "label": label}) + "\n" for t, label in TRAIN_DATA), encoding="utf8")
+    out = tmp_path / "ab.json"
+    pipeline_ab.main(["--a", f"small={folders['small']}", "--b", f"other={folders['other']}", "--test", str(test),
+                      "--threads", "1", "--repeats", "2", "--short-repeats", "3", "--out", str(out)])
+    data = json.loads(out.read_text(encoding="utf8"))
+    assert [(r["threads"], r["texts"]) for r in data["runs"]] == [(1, "bbc_test"), (1, "short")]
+    for run, passes in zip(data["runs"], (2, 3)):
+        speeds = run["speeds"]
+        assert set(speeds) == {"small", "other"} and all(len(s["seconds"]) == passes for s in speeds.values())
+        assert run["ratio"]["best"] == pytest.approx(speeds["other"]["words_per_second_best"]
+                                                     / speeds["small"]["words_per_second_best"])
+        assert run["torch_threads"] == 1 and set(run["warmup_accuracy"]) == {"small", "other"}
+    assert data["pipelines"] == {"small": str(folders["small"]), "other": str(folders["other"])}
+
+
+@pytest.mark.parametrize("value", ["no-equals", "=path", "name=", "name=/no/such/pipeline"])
+def test_pipeline_ab_wants_name_equals_a_pipeline_folder(pipeline_ab, value: str) -> None:
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=PATH|no pipeline"):
+        pipeline_ab.named_path(value)
