@@ -147,10 +147,13 @@ def distill(data: dict) -> str:
         setup, goals = data["setup"], data["goals"]
         unlabelled = f" plus the other train documents as unlabelled text" if setup.get("unlabelled") else ""
         met = ", ".join(f"{k.replace('_', ' ')} {'met' if v else 'not met'}" for k, v in goals["met"].items())
+        docs = data["teacher"].get("speed_docs")
+        # a transformer teacher is timed on its first test documents, without its vector cache
+        timed = (f" (the teacher timed on its first {docs} test documents without its vector cache)"
+                 if docs else "")
         rows += ["", f"`{data['command']}`: labelled {setup['train_set']}{unlabelled}; student overrides "
                  f"{setup['student_overrides'] or 'none'}. Student minus teacher {-goals['f1_gap_points']:+.2f} points, "
-                 f"{goals['speedup_vs_teacher']:.0f}x the teacher's words/s (the teacher timed on its first "
-                 f"{data['teacher'].get('speed_docs', '-')} test documents without its vector cache). Goals: {met}."]
+                 f"{goals['speedup_vs_teacher']:.1f}x the teacher's words/s{timed}. Goals: {met}."]
     return "\n".join(rows)
 
 
