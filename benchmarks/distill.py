@@ -24,9 +24,11 @@ timed pass after a warm-up; its macro-F1 comes from all test documents.
   one window block; seeded from the teacher, KD loss, pruning, fine-tuning), on
   ``train`` with ``dev`` for model selection.
 - ``student_no_teacher``: the same config and trainer with alpha = 0 (gold labels only),
-  init_from_teacher = false and no crops (nobody to label them), trained for as many
-  optimizer steps (epochs times 1 + augment_crops): nothing of the teacher's weights or
-  predictions reaches it (it gets the same rules, which are inputs, not learned).
+  init_from_teacher = false, no crops and no unlabelled text (nobody to label them),
+  trained for at least as many optimizer steps (its epochs times (1 + augment_crops)
+  times (labelled + unlabelled) / labelled, the student's own overrides applied; dev
+  picks its best epoch): nothing of the teacher's weights or predictions reaches it (it
+  gets the same rules, which are inputs, not learned).
 
 Each is measured in this one process, one after another, on ``test``: params (torch
 classifier parameters), disk_bytes (the pipeline folder), words_per_second (whitespace
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -69,15 +72,22 @@ NOTES = (
 )
 
 
-def no_teacher_overrides(config: Path) -> Dict[str, Any]:
-    """NO_TEACHER, with as many optimizer steps as the distilled student gets from its
-    teacher-labelled crops (epochs * (1 + augment_crops))."""
+def no_teacher_overrides(config: Path, overrides: Optional[Dict[str, Any]] = None, *, n_labelled: int = 1,
+                         n_unlabelled: int = 0) -> Dict[str, Any]:
+    """NO_TEACHER, with at least as many optimizer steps as the distilled student: it
+    trains on the `n_labelled` documents only, while the student's epoch also holds the
+    teacher-labelled crops (``augment_crops`` per document) and the `n_unlabelled`
+    documents, so the baseline gets epochs * (1 + augment_crops) * (n_labelled +
+    n_unlabelled) / n_labelled, rounded up (dev picks its best epoch). The settings are
+    read from the student's config with the student's own `overrides`: a student run
+    with ``distill.augment_crops 0`` gets no crops, so its baseline gets no extra
+    epochs for them."""
     from spacy_sparse_expert.distill import DistillSettings, load_student_config
 
-    settings = DistillSettings.from_config(load_student_config(config))
-    factor = 1 + settings.augment_crops
-    return {**NO_TEACHER, "distill.epochs": settings.epochs * factor,
-            "distill.prune.finetune_epochs": settings.prune.finetune_epochs * factor}
+    settings = DistillSettings.from_config(load_student_config(config, overrides))
+    factor = (1 + settings.augment_crops) * (n_labelled + n_unlabelled) / n_labelled
+    return {**NO_TEACHER, "distill.epochs": math.ceil(settings.epochs * factor),
+            "distill.prune.finetune_epochs": math.ceil(settings.prune.finetune_epochs * factor)}
 
 
 def train_teacher(work: Path, corpus: Dict[str, Path], kb: Path, rules: Path) -> Dict[str, Any]:
@@ -184,10 +194,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     teacher = args.teacher.resolve() if args.teacher else work / "distill" / "teacher" / "model-best"
     suffix = f"_{args.tag}" if args.tag else ""
     student, baseline = work / "distill" / f"student{suffix}", work / "distill" / f"student_no_teacher{suffix}"
-    unlabelled = None
+    unlabelled, n_unlabelled = None, 0
     if args.unlabelled_rest:
         unlabelled = work / "distill" / f"unlabelled_outside_{args.train_set}.jsonl"
-        print(f"unlabelled: {write_unlabelled_rest(corpus, unlabelled)} train docs outside {args.train_set}")
+        n_unlabelled = write_unlabelled_rest(corpus, unlabelled)
+        print(f"unlabelled: {n_unlabelled} train docs outside {args.train_set}")
+    n_labelled = len(bbc.read_jsonl(corpus[args.train_set].with_suffix(".jsonl")))
     sets = {key: (json.loads(value) if value[:1] in "0123456789-[{tfn" else value) for key, value in args.set}
     runs: Dict[str, Any] = {}
     if not args.skip_training:
@@ -196,7 +208,8 @@ def main(argv: Optional[list[str]] = None) -> None:
             train_teacher(work, corpus, kb, args.rules)
         for name, out, overrides in (("student", student, sets),
                                      ("student_no_teacher", baseline,
-                                      {**sets, **no_teacher_overrides(args.student_config)})):
+                                      {**sets, **no_teacher_overrides(args.student_config, sets, n_labelled=n_labelled,
+                                                                         n_unlabelled=n_unlabelled)})):
             print(f"== {name}", flush=True)
             # the baseline has no teacher to label unlabelled text: gold documents only
             runs[name] = run_student(teacher, out, corpus, args.student_config, overrides, args.train_set,
