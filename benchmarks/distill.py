@@ -199,10 +199,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         unlabelled = work / "distill" / f"unlabelled_outside_{args.train_set}.jsonl"
         n_unlabelled = write_unlabelled_rest(corpus, unlabelled)
         print(f"unlabelled: {n_unlabelled} train docs outside {args.train_set}")
-    n_labelled = len(bbc.read_jsonl(corpus[args.train_set].with_suffix(".jsonl")))
     sets = {key: (json.loads(value) if value[:1] in "0123456789-[{tfn" else value) for key, value in args.set}
     runs: Dict[str, Any] = {}
     if not args.skip_training:
+        n_labelled = len(bbc.read_jsonl(corpus[args.train_set].with_suffix(".jsonl")))
         if args.teacher is None and (args.retrain_teacher or not (teacher / "meta.json").exists()):
             print("== teacher", flush=True)
             train_teacher(work, corpus, kb, args.rules)

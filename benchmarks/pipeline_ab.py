@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gc
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +46,7 @@ def worker(pipelines: dict[str, Path], texts: dict[str, list[str]], gold: dict[s
     import spacy_sparse_expert  # noqa: F401  (registers the factories)
 
     torch.set_num_threads(threads)
-    nlps = {name: spacy.load(path) for name, path in pipelines.items()}
-    predict = {name: speed._cold_token_caches(nlp, lambda items, nlp=nlp: [
-        bbc.argmax_cats(d.cats) for d in nlp.pipe(items, batch_size=nlp.batch_size)]) for name, nlp in nlps.items()}
-    gc.collect()
-    gc.freeze()
+    predict = speed.predictors({name: spacy.load(path) for name, path in pipelines.items()})
     (a, b), runs = list(pipelines), []
     for name, items in texts.items():
         accuracy = {}
@@ -88,14 +81,8 @@ def main(argv: list[str] | None = None) -> None:
                                    encoding="utf8")
         return
     started = dt.datetime.now(dt.timezone.utc)
-    parts = {}
-    for threads in (int(t) for t in args.threads.split(",") if t.strip()):
-        env = {**os.environ, **{v: str(threads) for v in speed.THREAD_VARS}}
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "worker.json"
-            subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--worker-threads", str(threads),
-                            "--worker-out", str(out)], env=env, check=True)
-            parts[threads] = json.loads(out.read_text(encoding="utf8"))
+    parts = {threads: speed.run_thread_setting(argv, threads, Path(__file__))
+             for threads in (int(t) for t in args.threads.split(",") if t.strip())}
     data = {
         "command": "python benchmarks/pipeline_ab.py " + " ".join(argv),
         "date": started.isoformat(timespec="seconds"),

@@ -355,6 +355,19 @@ def _cold_token_caches(nlp: Any, predict: Callable[[list[str]], Any]) -> Callabl
     return cold
 
 
+def predictors(nlps: dict[str, Any]) -> dict[str, Callable[[list[str]], Any]]:
+    """One timed pass per pipeline: ``nlp.pipe`` at its own batch size, the argmax label
+    of each doc, token caches emptied first (`_cold_token_caches`). The loaded pipelines
+    are then frozen out of the garbage collector's reach: they are never garbage, and the
+    gc.collect() before every timed pass would walk them (half a second a call on a busy
+    machine)."""
+    predict = {name: _cold_token_caches(nlp, lambda texts, nlp=nlp: [
+        bbc.argmax_cats(d.cats) for d in nlp.pipe(texts, batch_size=nlp.batch_size)]) for name, nlp in nlps.items()}
+    gc.collect()
+    gc.freeze()
+    return predict
+
+
 def worker(paths: dict[str, Path], texts: dict[str, list[str]], gold: dict[str, list[str]], threads: int,
            repeats: dict[str, int]) -> dict[str, Any]:
     """Every system loaded once; per text set: warm-up, interleaved timing, profile
@@ -366,14 +379,7 @@ def worker(paths: dict[str, Path], texts: dict[str, list[str]], gold: dict[str, 
 
     torch.set_num_threads(threads)
     nlps = {name: spacy.load(path) for name, path in paths.items()}
-    predict = {name: (lambda texts, nlp=nlp: [bbc.argmax_cats(d.cats) for d in nlp.pipe(texts, batch_size=nlp.batch_size)])
-               for name, nlp in nlps.items()}
-    for name, nlp in nlps.items():
-        predict[name] = _cold_token_caches(nlp, predict[name])
-    # the loaded pipelines are never garbage: frozen, they are not walked by the
-    # gc.collect() before every timed pass (half a second each on a busy machine)
-    gc.collect()
-    gc.freeze()
+    predict = predictors(nlps)
     load_start = os.getloadavg()[0]
     runs, profiles = [], []
     for name, items in texts.items():
@@ -430,12 +436,14 @@ def code_info(package: str) -> dict[str, Any]:
     return {"commit": commit, "package": package, "package_modified_since_commit": None if status is None else bool(status)}
 
 
-def run_thread_setting(argv: list[str], threads: int) -> dict[str, Any]:
-    """This script in a subprocess with the thread variables set before any import."""
+def run_thread_setting(argv: list[str], threads: int, script: Path = Path(__file__)) -> dict[str, Any]:
+    """`script` (this one by default) in a subprocess with the thread variables set
+    before any import, as a worker: ``--worker-threads`` and ``--worker-out`` added to
+    `argv`; RETURNS what the worker wrote there."""
     env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "worker.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--worker-threads", str(threads),
+        cmd = [sys.executable, str(script.resolve()), *argv, "--worker-threads", str(threads),
                "--worker-out", str(out)]
         subprocess.run(cmd, env=env, check=True)
         return json.loads(out.read_text(encoding="utf8"))
