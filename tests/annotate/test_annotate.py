@@ -238,6 +238,46 @@ def test_a_document_the_pipeline_fails_on_is_reported(model_dir: Path) -> None:
         assert got["cats"] == pytest.approx(want["cats"], abs=1e-6)
 
 
+class PipeCalls:
+    """A component that counts the `pipe` calls spaCy makes on it and the docs of each."""
+
+    def __init__(self) -> None:
+        self.calls: List[int] = []
+
+    def __call__(self, doc: Doc) -> Doc:
+        return doc
+
+    def pipe(self, stream: Any, batch_size: int = 128) -> Iterator[Doc]:
+        self.calls.append(0)
+        for doc in stream:
+            self.calls[-1] += 1
+            yield doc
+
+
+@Language.factory("test_annotate_pipe_calls")
+def make_pipe_calls(nlp: Language, name: str) -> PipeCalls:
+    return PipeCalls()
+
+
+def test_a_shard_goes_through_one_pipe_as_nlp_pipe_would(model_dir: Path) -> None:
+    """The records go through one `nlp.pipe` stream, not one per `batch_size` documents:
+    the pipeline makes its own batches (ours grows them past batch_size on short texts),
+    so the cats are those of `nlp.pipe` over the same texts, bit for bit. Records that
+    could not be read pass through in their places."""
+    nlp = spacy.load(model_dir)
+    counter = nlp.add_pipe("test_annotate_pipe_calls")
+    records = [make_record(i, r["id"], r["text"], text_field="text", id_field="id")
+               for i, r in enumerate(corpus(10))]
+    records[2] = make_record(2, "doc-2", 12, text_field="text", id_field="id")
+    rows = annotate_records(nlp, records, batch_size=3)
+    assert counter.calls == [9]
+    assert rows[2]["error"] is not None and rows[2]["cats"] is None
+    good = [r for r in records if r.error is None]
+    plain = [doc.cats for doc in nlp.pipe([r.text for r in good], batch_size=3)]
+    assert [row["cats"] for row in rows if row["error"] is None] == [
+        {label: float(score) for label, score in cats.items()} for cats in plain]
+
+
 def row_wise(record: Any, doc: Any) -> Dict[str, Any]:
     """An output row as the engines built it before the columns: a dict per entity."""
     spans = doc.spans["kb_entities"] if "kb_entities" in doc.spans else ()
