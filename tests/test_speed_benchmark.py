@@ -222,6 +222,23 @@ def test_profile_parts_of_a_tiny_knowledge_pipeline(speed, tmp_path: Path) -> No
     assert [doc.cats for doc in nlp.pipe(texts)] == before
 
 
+def test_spacy_tokenizer_alone_is_timed_beside_spacy(speed) -> None:
+    """With spaCy's pipeline among the systems, its tokenizer alone is timed too (the
+    floor of every pipeline): one pass tokenizes every text, nothing more."""
+    import spacy
+
+    nlp = spacy.blank("en")
+    texts = ["Chelsea beat Arsenal.", "Shares fell 3% in London on Monday."]
+    try:
+        with_baseline = speed.predictors({speed.BASELINE: nlp})
+        without = speed.predictors({"ours": nlp})
+    finally:
+        gc.unfreeze()
+    assert set(with_baseline) == {speed.BASELINE, speed.TOKENIZER} and set(without) == {"ours"}
+    assert with_baseline[speed.TOKENIZER](texts) == [len(nlp.make_doc(t)) for t in texts] == [4, 9]
+    assert (speed.TOKENIZER, speed.BASELINE) in speed.RATIOS
+
+
 @pytest.fixture(scope="module")
 def pipeline_ab():
     return _load("pipeline_ab")
