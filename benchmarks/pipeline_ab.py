@@ -49,9 +49,7 @@ def worker(pipelines: dict[str, Path], texts: dict[str, list[str]], gold: dict[s
     predict = speed.predictors({name: spacy.load(path) for name, path in pipelines.items()})
     (a, b), runs = list(pipelines), []
     for name, items in texts.items():
-        accuracy = {}
-        for system, fn in predict.items():
-            accuracy[system] = sum(p == g for p, g in zip(fn(items), gold[name])) / len(items)
+        accuracy = speed.warm_up(predict, items, gold[name])
         speeds = speed.interleave(predict, items, repeats[name])
         runs.append({"threads": threads, "torch_threads": torch.get_num_threads(), "texts": name, "speeds": speeds,
                      "ratio": speed.ratios(speeds, ((b, a),))[f"{b}/{a}"], "warmup_accuracy": accuracy})

@@ -378,6 +378,17 @@ def predictors(nlps: dict[str, Any]) -> dict[str, Callable[[list[str]], Any]]:
     return predict
 
 
+def warm_up(predict: dict[str, Callable[[list[str]], Any]], texts: list[str], gold: list[str]) -> dict[str, float]:
+    """One untimed pass of every system over `texts`; RETURNS each pipeline's accuracy
+    against `gold` (it says the right model ran; the tokenizer alone has no labels)."""
+    accuracy = {}
+    for system, fn in predict.items():
+        pred = fn(texts)
+        if system != TOKENIZER:
+            accuracy[system] = sum(p == g for p, g in zip(pred, gold)) / len(texts)
+    return accuracy
+
+
 def worker(paths: dict[str, Path], texts: dict[str, list[str]], gold: dict[str, list[str]], threads: int,
            repeats: dict[str, int]) -> dict[str, Any]:
     """Every system loaded once; per text set: warm-up, interleaved timing, profile
@@ -393,12 +404,7 @@ def worker(paths: dict[str, Path], texts: dict[str, list[str]], gold: dict[str, 
     load_start = os.getloadavg()[0]
     runs, profiles = [], []
     for name, items in texts.items():
-        accuracy = {}
-        for system, fn in predict.items():  # warm-up pass; its accuracy says the right model ran
-            pred = fn(items)
-            if system == TOKENIZER:  # token counts, no labels
-                continue
-            accuracy[system] = sum(p == g for p, g in zip(pred, gold[name])) / len(items)
+        accuracy = warm_up(predict, items, gold[name])
         speeds = interleave(predict, items, repeats[name])
         runs.append({"threads": threads, "torch_threads": torch.get_num_threads(), "texts": name,
                      "speeds": speeds, "ratios": ratios(speeds), "warmup_accuracy": accuracy})
