@@ -10,7 +10,8 @@ the teacher's labels, KB and rules; one teacher pass over the training documents
 weights where shapes allow; train the student's torch module directly with AdamW on
 ``distill_loss`` (plus the MoE auxiliary losses and, optionally, router matching),
 keeping the best epoch on dev; prune (experts, expert neurons, encoder neurons),
-rebuild the pipeline with the smaller shapes and fine-tune; save with
+rebuild the pipeline with the smaller shapes and fine-tune, keeping the fine-tuned
+weights only where they beat the pruned ones on dev; save with
 ``nlp.to_disk``; measure teacher and student the same way.
 """
 from __future__ import annotations
@@ -133,8 +134,12 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
         dev: Optional[tuple] = None, teacher_experts: Optional[Sequence[int]] = None,
         max_seconds: Optional[float] = None, progress: Optional[_Progress] = None) -> List[Dict[str, Any]]:
     """Train ``module`` in place on ``distill_loss`` for ``epochs`` (AdamW, linear decay,
-    gradient clipping); with ``dev = (features, GoldArrays)`` the best epoch's weights
-    are kept. RETURNS one dict per epoch (losses, dev macro-F1, seconds)."""
+    gradient clipping). With ``dev = (features, GoldArrays)`` the weights that score best
+    on dev are kept, the starting weights included: a phase never leaves the model worse
+    on dev than it found it (the fine-tuning after pruning restarts the learning rate,
+    and an epoch of it can undo more than it mends). RETURNS one dict per epoch (losses,
+    dev macro-F1, seconds); the first also holds ``dev_macro_f1_start``, and the row
+    whose weights were kept has ``kept: True`` (no such row: the starting weights)."""
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.learn_rate, weight_decay=settings.weight_decay)
     steps_per_epoch = -(-len(features) // settings.batch_size)
@@ -143,7 +148,10 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
     rng = np.random.default_rng(settings.seed + (0 if phase == "train" else 1))
     use_router = settings.router_weight > 0 and targets.router is not None and len(module.moe) > 0
     history: List[Dict[str, Any]] = []
-    best_f1, best_state = -1.0, None
+    best_f1, best_state, best_row = -1.0, None, None
+    if dev is not None:
+        start_f1 = _dev_f1(module, dev, exclusive)
+        best_f1, best_state = start_f1, copy.deepcopy(module.state_dict())
     start = time.perf_counter()
     try:
         for epoch in range(epochs):
@@ -183,11 +191,11 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
             row = {"phase": phase, "epoch": epoch + 1, **{k: v / max(n_batches, 1) for k, v in sums.items()},
                    "seconds": round(time.perf_counter() - start, 1)}
             if dev is not None:
-                dev_features, dev_gold = dev
-                row["dev_macro_f1"] = macro_f1(predict_scores(module, dev_features), dev_gold.gold,
-                                               exclusive=exclusive, not_missing=dev_gold.not_missing)
+                row["dev_macro_f1"] = _dev_f1(module, dev, exclusive)
+                if not history:
+                    row["dev_macro_f1_start"] = start_f1
                 if row["dev_macro_f1"] > best_f1:
-                    best_f1, best_state = row["dev_macro_f1"], copy.deepcopy(module.state_dict())
+                    best_f1, best_state, best_row = row["dev_macro_f1"], copy.deepcopy(module.state_dict()), row
             history.append(row)
             if progress:
                 progress.log(f"{phase} epoch {epoch + 1}: " + ", ".join(
@@ -198,8 +206,18 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
         optimizer.zero_grad(set_to_none=True)
     if best_state is not None:
         module.load_state_dict(best_state)
+        if best_row is not None:
+            best_row["kept"] = True
+        elif progress and history:
+            progress.log(f"{phase}: no epoch beat the starting weights on dev ({best_f1:.4f}); kept them")
     module.eval()
     return history
+
+
+def _dev_f1(module: MoEDocClassifier, dev: tuple, exclusive: bool) -> float:
+    dev_features, dev_gold = dev
+    return macro_f1(predict_scores(module, dev_features), dev_gold.gold, exclusive=exclusive,
+                    not_missing=dev_gold.not_missing)
 
 
 def distill(

@@ -112,3 +112,29 @@ def test_no_forward_hooks_are_left_on_the_module(teacher) -> None:
     teacher_view(pipe.model, docs, with_router=True)
     for m in list(module.modules()) + list(torch_module(pipe.model).modules()):
         assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+def test_a_phase_that_only_hurts_on_dev_gives_back_its_starting_weights(teacher) -> None:
+    """Fine-tuning after pruning restarts the learning rate; when no epoch beats the
+    weights a phase started from on dev, those weights are what it returns."""
+    nlp, pipe = teacher
+    docs = [nlp.make_doc(text) for text, _ in TRAIN]
+    for doc, (_, label) in zip(docs, TRAIN):
+        doc.cats = {name: float(name == label) for name in LABELS}
+    module = copy.deepcopy(torch_module(pipe.model))
+    start = copy.deepcopy(module.state_dict())
+    view = teacher_view(pipe.model, docs, with_router=False, with_importance=False)
+    gold = gold_arrays(docs, LABELS, exclusive=True)
+    # pure distillation towards the teacher's logits turned upside down: every step hurts
+    targets = Targets(-4.0 * view.logits, gold, None)
+    settings = DistillSettings.from_config({"distill": {"epochs": 2, "batch_size": 4, "learn_rate": 0.01,
+                                                        "alpha": 1.0}})
+    features = Features(pipe.model, docs)
+    torch.manual_seed(0)
+    history = fit(module, features, targets, settings, epochs=2, exclusive=True, aux_weights=(0.0, 0.0),
+                  dev=(features, gold))
+    assert history[0]["dev_macro_f1_start"] == pytest.approx(1.0)  # the teacher fits its own train docs
+    assert all(row["dev_macro_f1"] < history[0]["dev_macro_f1_start"] for row in history), history
+    assert not any(row.get("kept") for row in history)
+    for name, value in module.state_dict().items():
+        torch.testing.assert_close(value, start[name], msg=name)
