@@ -77,6 +77,7 @@ class DistillSettings:
     weight_decay: float
     grad_clip: float
     max_seconds: Optional[float]
+    start_margin: float
     seed: int
     prune: PruneSettings
 
@@ -115,6 +116,7 @@ class DistillSettings:
             ("grad_clip", self.grad_clip, self.grad_clip > 0, "use a positive number"),
             ("max_seconds", self.max_seconds, self.max_seconds is None or self.max_seconds > 0,
              "use a positive number, or null for no limit"),
+            ("start_margin", self.start_margin, 0.0 <= self.start_margin <= 1.0, "use a number in [0, 1]"),
             ("prune.min_expert_share", p.min_expert_share, 0.0 <= p.min_expert_share < 1.0, "use a number in [0, 1)"),
             ("prune.n_experts", p.n_experts, p.n_experts is None or p.n_experts >= 1, "use 1 or more, or null"),
             ("prune.ffn_keep", p.ffn_keep, 0.0 < p.ffn_keep <= 1.0, "use a fraction in (0, 1]"),

@@ -10,8 +10,9 @@ the teacher's labels, KB and rules; one teacher pass over the training documents
 weights where shapes allow; train the student's torch module directly with AdamW on
 ``distill_loss`` (plus the MoE auxiliary losses and, optionally, router matching),
 keeping the best epoch on dev; prune (experts, expert neurons, encoder neurons),
-rebuild the pipeline with the smaller shapes and fine-tune, keeping the fine-tuned
-weights only where they beat the pruned ones on dev; save with
+rebuild the pipeline with the smaller shapes and fine-tune (a phase goes back to the
+weights it started from where those beat its best epoch on dev by more than
+``start_margin``); save with
 ``nlp.to_disk``; measure teacher and student the same way.
 """
 from __future__ import annotations
@@ -134,10 +135,10 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
         dev: Optional[tuple] = None, teacher_experts: Optional[Sequence[int]] = None,
         max_seconds: Optional[float] = None, progress: Optional[_Progress] = None) -> List[Dict[str, Any]]:
     """Train ``module`` in place on ``distill_loss`` for ``epochs`` (AdamW, linear decay,
-    gradient clipping). With ``dev = (features, GoldArrays)`` the weights that score best
-    on dev are kept, the starting weights included: a phase never leaves the model worse
-    on dev than it found it (the fine-tuning after pruning restarts the learning rate,
-    and an epoch of it can undo more than it mends). RETURNS one dict per epoch (losses,
+    gradient clipping). With ``dev = (features, GoldArrays)`` the best epoch on dev is
+    kept, or the starting weights where they beat it by more than
+    ``settings.start_margin``: the fine-tuning after pruning restarts the learning rate,
+    and an epoch of it can undo more than it mends. RETURNS one dict per epoch (losses,
     dev macro-F1, seconds); the first also holds ``dev_macro_f1_start``, and the row
     whose weights were kept has ``kept: True`` (no such row: the starting weights)."""
     params = [p for p in module.parameters() if p.requires_grad]
@@ -149,9 +150,9 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
     use_router = settings.router_weight > 0 and targets.router is not None and len(module.moe) > 0
     history: List[Dict[str, Any]] = []
     best_f1, best_state, best_row = -1.0, None, None
+    start_f1, start_state = -1.0, None
     if dev is not None:
-        start_f1 = _dev_f1(module, dev, exclusive)
-        best_f1, best_state = start_f1, copy.deepcopy(module.state_dict())
+        start_f1, start_state = _dev_f1(module, dev, exclusive), copy.deepcopy(module.state_dict())
     start = time.perf_counter()
     try:
         for epoch in range(epochs):
@@ -204,12 +205,14 @@ def fit(module: MoEDocClassifier, features: Features, targets: Targets, settings
                 break
     finally:
         optimizer.zero_grad(set_to_none=True)
-    if best_state is not None:
+    if start_state is not None and (best_row is None or start_f1 > best_f1 + settings.start_margin):
+        module.load_state_dict(start_state)
+        if progress and history:
+            progress.log(f"{phase}: the starting weights beat the best epoch on dev by more than "
+                         f"{settings.start_margin} ({start_f1:.4f} against {best_f1:.4f}); kept them")
+    elif best_state is not None and best_row is not None:
         module.load_state_dict(best_state)
-        if best_row is not None:
-            best_row["kept"] = True
-        elif progress and history:
-            progress.log(f"{phase}: no epoch beat the starting weights on dev ({best_f1:.4f}); kept them")
+        best_row["kept"] = True
     module.eval()
     return history
 

@@ -55,7 +55,7 @@ def test_each_left_out_key_comes_from_the_shipped_file(key: str) -> None:
     changed = {"alpha": 0.25, "temperature": 3.0, "router_weight": 0.0, "student_kb": True, "student_rules": False,
                "init_from_teacher": False, "expert_policy": "merge", "augment_crops": 5, "epochs": 9,
                "batch_size": 7, "learn_rate": 0.01, "weight_decay": 0.0, "grad_clip": 2.0, "max_seconds": 30.0,
-               "seed": 3}
+               "start_margin": 0.02, "seed": 3}
     prune_changed = {"min_expert_share": 0.1, "n_experts": 2, "ffn_keep": 0.75, "encoder_keep": 0.25,
                      "finetune_epochs": 3}
     section.update(changed)
