@@ -161,7 +161,9 @@ def measure(path: Path, test: list[dict[str, Any]], speed_docs: int = 100) -> Di
     return {"params": sum(p.numel() for p in torch_module(nlp.get_pipe(name).model).parameters()),
             "disk_bytes": dir_bytes(path), "words_per_second": round(speed["words_per_second_best"]),
             "words_per_second_median": round(speed["words_per_second_median"]), "macro_f1": round(scores["macro_f1"], 4),
-            "accuracy": round(scores["accuracy"], 4), "words": count_words(texts), **extra}
+            "accuracy": round(scores["accuracy"], 4), "words": count_words(texts), **extra,
+            # the label of each test document, for paired intervals across runs (distill_seeds.py)
+            "predictions": list(speed["predictions"])}
 
 
 def main(argv: Optional[list[str]] = None) -> None:

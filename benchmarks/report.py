@@ -256,6 +256,37 @@ TABLES["distill_transformer_small_kb"] = distill
 TABLES["distill_transformer_kb"] = distill
 
 
+def _student_inputs(overrides: dict) -> str:
+    if not overrides.get("components.textcat.use_knowledge"):
+        return "none"
+    return "KB and rules" if overrides.get("distill.student_kb") else "rules"
+
+
+def distill_seeds(data: dict) -> str:
+    """Per teacher and setting: the students' test macro-F1 over seeds, each minus the
+    teacher and the student minus the no-teacher student, paired over test documents."""
+    rows = ["| teacher | labelled (+ unlabelled) | student inputs | teacher | student | minus teacher (95%) "
+            "| no-teacher student | student minus no teacher (95%) |", "|---|---|---|---:|---:|---:|---:|---:|"]
+    for name, g in data["groups"].items():
+        setup = g["setup"]
+        teacher = "knowledge MoE (frozen MiniLM)" if "transformer" in setup.get("teacher", "") else "hash encoder"
+        labelled = setup.get("train_set", "train") + (" + rest of train" if setup.get("unlabelled") else "")
+        s, b = g["student"], g["student_no_teacher"]
+        dt, db = g["student_minus_teacher"], g["student_minus_no_teacher"]
+        rows.append(f"| {teacher} | {labelled} | {_student_inputs(setup.get('student_overrides', {}))} "
+                    f"| {g['teacher']['macro_f1']:.4f} | {s['mean']:.4f} ± {s['std']:.4f} "
+                    f"| {dt['difference']:+.4f} [{dt['low']:+.4f}, {dt['high']:+.4f}] | {b['mean']:.4f} ± {b['std']:.4f} "
+                    f"| {db['difference']:+.4f} [{db['low']:+.4f}, {db['high']:+.4f}] |")
+    seeds = sorted({len(g["seeds"]) for g in data["groups"].values()})
+    rows += ["", f"`{data['command']}`: mean ± standard deviation over {'/'.join(map(str, seeds))} student seeds "
+             f"(`distill.seed`), one teacher each; intervals from a paired bootstrap over the "
+             f"{data['test_documents']} test documents with the seeds averaged inside each resample."]
+    return "\n".join(rows)
+
+
+TABLES["distill_seeds"] = distill_seeds
+
+
 SCALE_SYSTEMS = {"nlp_pipe": "`nlp.pipe`, one process", "nlp_pipe_frozen": "`nlp.pipe`, heap frozen after the load",
                  "annotate_local": "`annotate --engine local`",
                  "ray_1_actor": "`annotate --engine ray`, 1 actor", "ray_2_actors": "`annotate --engine ray`, 2 actors"}
