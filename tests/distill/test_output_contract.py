@@ -114,7 +114,6 @@ def test_no_forward_hooks_are_left_on_the_module(teacher) -> None:
         assert not m._forward_hooks and not m._forward_pre_hooks
 
 
-
 @pytest.mark.parametrize("start_margin", [0.0, 1.0])
 def test_a_phase_that_only_hurts_on_dev_goes_back_to_its_starting_weights(teacher, start_margin: float) -> None:
     """Fine-tuning after pruning restarts the learning rate; when the weights a phase
@@ -134,7 +133,7 @@ def test_a_phase_that_only_hurts_on_dev_goes_back_to_its_starting_weights(teache
                                                         "alpha": 1.0, "start_margin": start_margin}})
     features = Features(pipe.model, docs)
     torch.manual_seed(0)
-    history = fit(module, Features(pipe.model, docs), targets, settings, epochs=2, exclusive=True,
+    history = fit(module, features, targets, settings, epochs=2, exclusive=True,
                   aux_weights=(0.0, 0.0), dev=(features, gold))
     assert history[0]["dev_macro_f1_start"] == pytest.approx(1.0)  # the teacher fits its own train docs
     assert all(row["dev_macro_f1"] < 0.9 for row in history), history
