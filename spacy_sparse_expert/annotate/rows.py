@@ -5,10 +5,12 @@ Each row: row (0-based input line or row), id, cats (label -> score), entities (
 spans: IRI, token start/end, character start/end, label, text), rule_hits (rule, token
 start/end), error (why the document was not annotated; null when it was).
 
-The rows are gathered as columns (a list per field; the entities and rule hits of all
-rows as tuples, with offsets saying whose they are) and turned into Arrow arrays at
-once: a dict per row and per entity, converted by ``pa.Table.from_pylist``, cost about a
-tenth of the pipeline's own time on short documents (2-3 sentences, ~5 entities). The
+The rows are gathered as columns (a list per field; the entities of all rows as one flat
+list of integers and a list of texts, the rule hits as tuples, with offsets saying whose
+they are) and turned into Arrow arrays at once: a dict per row and per entity, converted
+by ``pa.Table.from_pylist``, cost about a tenth of the pipeline's own time on short
+documents (2-3 sentences, ~5 entities); a tuple per entity, transposed in Python, still
+cost 2-5 microseconds a document more than the flat list that numpy splits. The
 shard's bytes are made where the documents were annotated (in a Ray actor, or in the
 local process), so the driver only writes them to disk, and both engines write the same
 bytes by construction.
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 import json
 from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
 
 from ..features.annotations import SPANS_KEY, rule_hits_of
 from .reader import Record
@@ -27,6 +31,8 @@ RowError = Tuple[int, Optional[str], str]
 
 _ENTITY_FIELDS = ("iri", "start", "end", "start_char", "end_char", "label", "text")
 _HIT_FIELDS = ("rule", "start", "end")
+# per entity in ShardColumns.entity_ints: kb_id hash, label hash, start, end, start_char, end_char
+_SPAN_INTS = 6
 
 
 def output_schema() -> Any:
@@ -54,8 +60,8 @@ def error_row(record: Record, error: str) -> Row:
 
 
 class ShardColumns:
-    """The rows of one shard, added in output order, as columns. Entities and rule hits
-    are kept as one tuple each (IRI and label as string-store hashes until the end)."""
+    """The rows of one shard, added in output order, as columns. An entity's IRI and
+    label stay string-store hashes until the end; a rule hit is one tuple."""
 
     def __init__(self) -> None:
         self.row: List[int] = []
@@ -65,8 +71,10 @@ class ShardColumns:
         self.cat_offsets: List[int] = [0]
         self.cat_labels: List[str] = []
         self.cat_scores: List[float] = []
-        # (kb_id hash, start, end, start_char, end_char, label hash, text)
-        self.entities: List[Tuple[int, int, int, int, int, int, str]] = []
+        # the entities of all rows: _SPAN_INTS ints each, flat (one list, not a tuple per
+        # entity: numpy turns it into columns at once), and each one's text
+        self.entity_ints: List[int] = []
+        self.entity_texts: List[str] = []
         self.entity_offsets: List[int] = [0]
         self.hits: List[Tuple[str, int, int]] = []
         self.hit_offsets: List[int] = [0]
@@ -86,14 +94,15 @@ class ShardColumns:
         spans = doc.spans.get(SPANS_KEY)
         if spans:
             self._strings = doc.vocab.strings
-            add = self.entities.append
+            add_ints, add_text = self.entity_ints.extend, self.entity_texts.append
             # a span's text is its characters' slice of the doc's text, which is the record's
             # (spaCy's tokenizer keeps every character); Span.text would join its tokens
             text = record.text if record.text is not None else doc.text
             for span in spans:
                 start_char, end_char = span.start_char, span.end_char
-                add((span.kb_id, span.start, span.end, start_char, end_char, span.label, text[start_char:end_char]))
-        self.entity_offsets.append(len(self.entities))
+                add_ints((span.kb_id, span.label, span.start, span.end, start_char, end_char))
+                add_text(text[start_char:end_char])
+        self.entity_offsets.append(len(self.entity_texts))
         self.hits.extend(rule_hits_of(doc))
         self.hit_offsets.append(len(self.hits))
 
@@ -102,27 +111,33 @@ class ShardColumns:
         self.id.append(record.id)
         self.error.append(error)
         self.cat_offsets.append(len(self.cat_labels))
-        self.entity_offsets.append(len(self.entities))
+        self.entity_offsets.append(len(self.entity_texts))
         self.hit_offsets.append(len(self.hits))
 
     def errors(self) -> List[RowError]:
         return [(row, id_, error) for row, id_, error in zip(self.row, self.id, self.error) if error is not None]
 
-    def _entity_columns(self) -> List[List[Any]]:
-        """The entities as one list per field of _ENTITY_FIELDS, hashes made strings."""
-        if not self.entities:
-            return [[] for _ in _ENTITY_FIELDS]
-        iris, starts, ends, start_chars, end_chars, labels, texts = (list(column) for column in zip(*self.entities))
-        names = {key: self._strings[key] for key in {*iris, *labels}}  # a shard repeats IRIs and labels
-        return [[names[key] for key in iris], starts, ends, start_chars, end_chars, [names[key] for key in labels],
-                texts]
+    def _entity_columns(self) -> List[Any]:
+        """The entities as one column per field of _ENTITY_FIELDS: IRI and label as
+        pyarrow string arrays (each distinct hash looked up once: a shard repeats IRIs and
+        labels), the offsets as int32 numpy arrays, the texts as a list."""
+        import pyarrow as pa
+
+        ints = np.array(self.entity_ints, dtype=np.uint64).reshape(-1, _SPAN_INTS)
+        hashes, where = np.unique(ints[:, :2], return_inverse=True)
+        names = pa.array([self._strings[int(key)] for key in hashes.tolist()], pa.string())
+        where = where.reshape(-1, 2).astype(np.int32)
+        iris, labels = names.take(where[:, 0]), names.take(where[:, 1])
+        start, end, start_char, end_char = (ints[:, i].astype(np.int32) for i in range(2, _SPAN_INTS))
+        return [iris, start, end, start_char, end_char, labels, self.entity_texts]
 
     def _hit_columns(self) -> List[List[Any]]:
         return [list(column) for column in zip(*self.hits)] if self.hits else [[] for _ in _HIT_FIELDS]
 
     def rows(self) -> List[Row]:
         """The rows as dicts (the form of `read_output` and of a JSONL shard's lines)."""
-        entities = list(zip(*self._entity_columns()))
+        entities = list(zip(*(column if isinstance(column, list) else column.tolist()
+                              for column in self._entity_columns())))
         out = []
         for i, (row, id_, error) in enumerate(zip(self.row, self.id, self.error)):
             c0, c1 = self.cat_offsets[i], self.cat_offsets[i + 1]
@@ -168,13 +183,15 @@ class ShardColumns:
         return sink.getvalue().to_pybytes()
 
 
-def _list_of_structs(offsets: List[int], columns: List[List[Any]], list_type: Any) -> Any:
+def _list_of_structs(offsets: List[int], columns: List[Any], list_type: Any) -> Any:
+    """A list<struct> array: row i's structs are rows [offsets[i], offsets[i + 1]) of
+    `columns` (Python lists, numpy arrays or pyarrow arrays, one per struct field)."""
     import pyarrow as pa
 
     struct_type = list_type.value_type
     fields = [struct_type.field(i) for i in range(struct_type.num_fields)]
-    values = pa.StructArray.from_arrays([pa.array(column, field.type) for column, field in zip(columns, fields)],
-                                        fields=fields)
+    values = pa.StructArray.from_arrays([column if isinstance(column, pa.Array) else pa.array(column, field.type)
+                                         for column, field in zip(columns, fields)], fields=fields)
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, type=list_type)
 
 
