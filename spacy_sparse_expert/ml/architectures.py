@@ -404,7 +404,8 @@ def set_knowledge(model: Model, featurizer: Optional["KnowledgeFeaturizer"]) -> 
 
 
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[TextCatOutput, Callable]:
-    inputs = build_inputs(model, docs)
+    # a model that predicts from its token cache hashes only the tokens it has not cached
+    inputs = build_inputs(model, docs, lazy_hash_ids=not is_train and torch_module(model).caches_tokens())
     torch_layer, activation = model.layers
     if not is_train:
         with torch.inference_mode():

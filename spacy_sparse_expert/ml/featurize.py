@@ -37,12 +37,14 @@ def hash_keys(keys: np.ndarray, seed: int, n_hashes: int) -> np.ndarray:
 _DIGEST_MIX = np.uint64(0xBF58476D1CE4E5B9)
 
 
-def token_digests(hash_ids: np.ndarray) -> np.ndarray:
-    """(N, C) hashed ids -> (N,) int64: a 64-bit digest of each token's row, the key
-    of the classifier's token cache (``torch/token_cache.py``). Each column is mixed in
+def token_digests(keys: np.ndarray) -> np.ndarray:
+    """(N, C) integer rows -> (N,) int64: a 64-bit digest of each row, the key of the
+    classifier's token cache (``torch/token_cache.py``). ``featurize_batch`` digests
+    each token's attribute keys (``HashFeaturizer.token_keys``), from which its hashed
+    ids follow, so a token found in the cache needs no hashing. Each column is mixed in
     with a xor, a multiplication by an odd constant (a bijection of uint64) and a
     xor-shift, so two different rows share a digest only by a 64-bit collision."""
-    ids = np.ascontiguousarray(hash_ids).astype(np.uint64, copy=False)
+    ids = np.ascontiguousarray(keys).astype(np.uint64, copy=False)
     key = np.full(ids.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
     for j in range(ids.shape[1]):
         key ^= ids[:, j]
@@ -88,19 +90,46 @@ class HashFeaturizer:
 
     def from_keys(self, keys: np.ndarray, lengths: np.ndarray) -> Dict[str, object]:
         """The encoder's inputs from ``token_keys`` of docs with these lengths."""
-        n = int(lengths.sum())
+        return {"hash_ids": self.hash_ids(keys), **self.packing(lengths)}
+
+    def hash_ids(self, keys: np.ndarray) -> np.ndarray:
+        """(N, n_attrs * n_hashes) int64 table rows of tokens with these ``token_keys``."""
         cols = []
         for j in range(len(self.attr_ids)):
             h = hash_keys(keys[:, j], self.seed + j, self.n_hashes).astype(np.uint64) % self.rows[j]
             cols.append(h.astype(np.int64) + self.offsets[j])
-        ids = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0), dtype=np.int64)
-        # pack: gap rows before every document and after the last one
+        return np.concatenate(cols, axis=1) if cols else np.zeros((keys.shape[0], 0), dtype=np.int64)
+
+    def packing(self, lengths: np.ndarray) -> Dict[str, object]:
+        """Where each token of docs with these lengths sits in the packed layout (gap
+        rows before every document and after the last one): packed_pos, n_packed."""
+        n = int(lengths.sum())
         gap = self.window
         starts = np.cumsum(np.concatenate([[gap], lengths + gap]))[:-1]
         packed_pos = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         packed_pos += np.repeat(starts, lengths)
-        n_packed = int(lengths.sum() + gap * (len(lengths) + 1))
-        return {"hash_ids": ids, "packed_pos": packed_pos, "n_packed": n_packed}
+        return {"packed_pos": packed_pos, "n_packed": int(n + gap * (len(lengths) + 1))}
+
+
+class LazyHashIds:
+    """A batch's hashed ids, made for the tokens asked for when they are asked for: the
+    ``hash_ids_of`` that stands for ``hash_ids`` in the encoder inputs of a model that
+    predicts from its token cache, which needs them only for the tokens it has not
+    cached (on the BBC test set most tokens are found, and hashing every token cost as
+    much as the rest of the cached model's inputs).
+
+    Called with (m,) int64 positions it gives their (m, C) rows; with None, every
+    token's. ``hashed`` counts the tokens hashed so far."""
+
+    def __init__(self, featurizer: HashFeaturizer, keys: np.ndarray) -> None:
+        self.featurizer = featurizer
+        self.keys = keys
+        self.hashed = 0
+
+    def __call__(self, positions: Optional[np.ndarray]) -> np.ndarray:
+        keys = self.keys if positions is None else self.keys[positions]
+        self.hashed += keys.shape[0]
+        return self.featurizer.hash_ids(keys)
 
 
 def window_starts(n_pieces: int, window: int, stride: int) -> List[int]:
@@ -358,23 +387,31 @@ def featurize_batch(
     n_experts: int,
     n_labels: int,
     words_weight: float = 0.0,
+    lazy_hash_ids: bool = False,
 ) -> Dict[str, object]:
     """Everything the classifier's ``forward`` takes, as numpy (and two ints).
     ``knowledge``: one ``DocKnowledge`` per doc, or empty for no knowledge inputs.
     ``words_weight``: the weight of the KB's words in each doc's bag of n-grams (the
-    model setting ``knowledge_words``; 0: none)."""
+    model setting ``knowledge_words``; 0: none). ``lazy_hash_ids``: a HashFeaturizer's
+    ids as a :class:`LazyHashIds` (``enc["hash_ids_of"]``), for a model that predicts
+    from its token cache."""
     lengths = doc_lengths(docs)
     norms: Optional[np.ndarray] = None
-    if isinstance(token_featurizer, HashFeaturizer) and "NORM" in token_featurizer.attrs:
-        # one to_array per doc serves the hashed ids and the n-gram bags
+    inputs: Dict[str, object] = {"doc_index": doc_index(lengths), "n_docs": len(docs)}
+    if isinstance(token_featurizer, HashFeaturizer):
+        # one to_array per doc serves the hashed ids, the cache keys and the n-gram bags
         keys = token_featurizer.token_keys(docs)
-        enc: Dict[str, object] = token_featurizer.from_keys(keys, lengths)
-        norms = np.ascontiguousarray(keys[:, token_featurizer.attrs.index("NORM")])
+        enc: Dict[str, object] = token_featurizer.packing(lengths)
+        if lazy_hash_ids:
+            enc["hash_ids_of"] = LazyHashIds(token_featurizer, keys)
+        else:
+            enc["hash_ids"] = token_featurizer.hash_ids(keys)
+        inputs["token_keys"] = token_digests(keys)
+        if "NORM" in token_featurizer.attrs:
+            norms = np.ascontiguousarray(keys[:, token_featurizer.attrs.index("NORM")])
     else:
         enc = token_featurizer(docs)
-    inputs: Dict[str, object] = {"enc": enc, "doc_index": doc_index(lengths), "n_docs": len(docs)}
-    if isinstance(token_featurizer, HashFeaturizer):
-        inputs["token_keys"] = token_digests(enc["hash_ids"])  # type: ignore[arg-type]
+    inputs["enc"] = enc
     words = _knowledge_words(knowledge) if words_weight > 0.0 and len(knowledge) else None
     inputs.update(bow_features(docs, bow_rows, ngram_size=ngram_size, norms=norms, knowledge_words=words,
                                words_weight=words_weight))
@@ -388,5 +425,5 @@ def bow_doc_freq(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2) -> np.n
     return np.bincount(ids, minlength=rows).astype(np.float32)
 
 
-__all__ = ["HashFeaturizer", "bow_doc_freq", "PieceFeaturizer", "bow_features", "doc_key", "featurize_batch",
+__all__ = ["HashFeaturizer", "LazyHashIds", "bow_doc_freq", "PieceFeaturizer", "bow_features", "doc_key", "featurize_batch",
            "knowledge_features", "window_owners", "window_starts"]

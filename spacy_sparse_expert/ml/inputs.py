@@ -21,8 +21,8 @@ if TYPE_CHECKING:  # the features side is not imported at run time: ml/ sits bel
     from ..features.features import DocKnowledge
 
 
-def build_inputs(model: Model, docs: Sequence[Doc], *,
-                 knowledge: Optional[Sequence["DocKnowledge"]] = None) -> Dict[str, Any]:
+def build_inputs(model: Model, docs: Sequence[Doc], *, knowledge: Optional[Sequence["DocKnowledge"]] = None,
+                 lazy_hash_ids: bool = False) -> Dict[str, Any]:
     """Numpy inputs of the torch classifier for ``docs``.
 
     model (Model): the initialized ``spacy-sparse-expert.MoETextCat.v1`` model.
@@ -30,6 +30,8 @@ def build_inputs(model: Model, docs: Sequence[Doc], *,
     knowledge (Optional[Sequence[DocKnowledge]]): per-doc knowledge features computed
         earlier, one per doc; None computes them with the model's knowledge featurizer
         (none without a KB or rules: the knowledge inputs are then empty).
+    lazy_hash_ids (bool): hashed ids made only for the tokens the forward asks for
+        (``featurize.LazyHashIds``): for inference from the token cache.
     RETURNS (Dict[str, Any]): keyword arguments of ``MoEDocClassifier.forward``.
     """
     if knowledge is None:
@@ -47,6 +49,7 @@ def build_inputs(model: Model, docs: Sequence[Doc], *,
         n_experts=model.attrs["n_experts"],
         n_labels=model.get_dim("nO"),
         words_weight=float(model.attrs["settings"].get("knowledge_words", 0.0)),
+        lazy_hash_ids=lazy_hash_ids,
     )
 
 

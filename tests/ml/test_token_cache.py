@@ -14,7 +14,7 @@ import torch
 from spacy.training import Example
 
 from spacy_sparse_expert.ml.architectures import torch_module
-from spacy_sparse_expert.ml.featurize import HashFeaturizer, token_digests
+from spacy_sparse_expert.ml.featurize import HashFeaturizer, LazyHashIds, token_digests
 from spacy_sparse_expert.ml.inputs import build_inputs, to_torch
 from spacy_sparse_expert.ml.torch.classifier import MoEDocClassifier
 from spacy_sparse_expert.ml.torch.encoder import HashEncoder
@@ -193,9 +193,43 @@ def test_tokens_with_knowledge_are_computed_with_it(gate: bool) -> None:
     _same(clf(**inputs), clf(**{k: v for k, v in inputs.items() if k != "token_keys"}))
 
 
-def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
+@torch.no_grad()
+def test_the_cached_forward_hashes_only_the_tokens_its_cache_lacks() -> None:
+    """With lazy hashed ids (what the pipeline passes a cached model), a forward from the
+    cache hashes each distinct token it computes and no other, and gives the outputs of
+    the full forward over ids made up front; a forward that reads every token (no
+    cache) hashes them all and gives the same outputs too."""
+    texts = TEXTS * 3
+    inputs = _inputs(texts)
+    keys = FEATURIZER.token_keys([spacy.blank("en").make_doc(t) for t in texts])
+    lazy = LazyHashIds(FEATURIZER, keys)
+    enc = {k: v for k, v in inputs["enc"].items() if k != "hash_ids"}
+    lazy_inputs = {**inputs, "enc": {**enc, "hash_ids_of": lazy}, "token_keys": torch.from_numpy(token_digests(keys))}
+    full = _classifier()(**{k: v for k, v in inputs.items() if k != "token_keys"})
+    clf = _classifier()
+    _same(clf(**lazy_inputs), full)
+    distinct = len(set(token_digests(keys).tolist()))
+    assert lazy.hashed == distinct == clf.token_cache.misses < len(keys)
+    _same(clf(**lazy_inputs), full)  # every token cached now: nothing more is hashed
+    assert lazy.hashed == distinct
+    clf.token_cache.slots = 0
+    _same(clf(**lazy_inputs), full)
+    assert lazy.hashed == distinct + len(keys)
+
+
+def test_context_free_pipeline_gives_the_same_cats_on_bbc_test(monkeypatch: pytest.MonkeyPatch) -> None:
     """A student-shaped component (no window blocks, no knowledge) over BBC test
-    documents: cats with the cache equal cats without it, to 1e-5."""
+    documents: cats with the cache equal cats without it, to 1e-5; with the cache the
+    component hashes only the tokens it computes."""
+    hashed: list[int] = []
+    lazy_call = LazyHashIds.__call__
+
+    def counted(self: LazyHashIds, positions: Any) -> Any:
+        rows = lazy_call(self, positions)
+        hashed.append(len(rows))
+        return rows
+
+    monkeypatch.setattr(LazyHashIds, "__call__", counted)
     split = bbc_split()
     nlp = spacy.blank("en")
     nlp.add_pipe("sparse_expert_textcat", name="textcat", config={"use_knowledge": False, "model": tiny_model(
@@ -209,6 +243,8 @@ def test_context_free_pipeline_gives_the_same_cats_on_bbc_test() -> None:
         nlp.update(examples, sgd=optimizer)
     texts = [r["text"] for r in split["test"][:120]]
     _same_cats_with_and_without_the_cache(nlp, texts, batch_size=32)
+    n_tokens = sum(len(nlp.make_doc(t)) for t in texts)
+    assert sum(hashed) == torch_module(nlp.get_pipe("textcat").model).token_cache.misses < n_tokens // 3
     # build_inputs gives the digests the forward keys on
     inputs = build_inputs(nlp.get_pipe("textcat").model, [nlp.make_doc(t) for t in texts[:2]])
     assert inputs["token_keys"].dtype == np.int64 and inputs["token_keys"].shape == (inputs["doc_index"].shape[0],)

@@ -20,6 +20,18 @@ if TYPE_CHECKING:  # pragma: no cover
     from .classifier import ClassifierOutput
 
 
+def hash_ids_at(enc: Dict[str, Any], positions: Optional[Tensor], device: Optional[torch.device] = None) -> Tensor:
+    """The hashed ids of the tokens at ``positions`` (all tokens for None) from a
+    HashEncoder's inputs: rows of ``enc["hash_ids"]``, or what ``enc["hash_ids_of"]`` (a
+    callable from int64 positions, or None, to an array of rows; see
+    ``featurize.LazyHashIds``) makes for them, on ``device`` (that of ``positions``)."""
+    if "hash_ids" in enc:
+        ids: Tensor = enc["hash_ids"]
+        return ids if positions is None else ids.index_select(0, positions)
+    rows = enc["hash_ids_of"](None if positions is None else positions.cpu().numpy())
+    return torch.from_numpy(rows).to(positions.device if positions is not None else device)
+
+
 class CachedForward:
     """Mixin of `MoEDocClassifier`: its token-cached inference (reads the classifier's
     encoder, moe, moe_norm, pool, output, knowledge_bag, expert_bias_scale and
@@ -32,7 +44,13 @@ class CachedForward:
         batch). A token's state then depends on its own ids and its own knowledge only:
         tokens without knowledge inputs (most of them) come from the cache, and those
         with some (inside a linked span or a rule match) are computed with it."""
-        if self.training or self.token_cache.slots <= 0 or not len(self.moe):
+        return not self.training and self.caches_tokens()
+
+    def caches_tokens(self) -> bool:
+        """Whether this model's inference takes token states from its token cache (see
+        `uses_token_cache`): then its inputs may carry ``enc["hash_ids_of"]``, which
+        hashes only the tokens the cache lacks, instead of every token's ``hash_ids``."""
+        if self.token_cache.slots <= 0 or not len(self.moe):
             return False
         if not isinstance(self.encoder, HashEncoder) or len(self.encoder.blocks):
             return False
@@ -47,7 +65,7 @@ class CachedForward:
         document is the pooled vector's projection); otherwise its state after the MoE
         layers."""
         m = positions.shape[0]
-        x = self.encoder(hash_ids=enc["hash_ids"].index_select(0, positions),
+        x = self.encoder(hash_ids=hash_ids_at(enc, positions),
                          packed_pos=torch.arange(m, device=positions.device), n_packed=m)
         rows: Rows = {}
         for i, (moe, norm) in enumerate(zip(self.moe, self.moe_norm)):

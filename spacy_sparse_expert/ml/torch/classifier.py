@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .moe import SparseMoE
-from .cached_forward import CachedForward
+from .cached_forward import CachedForward, hash_ids_at
 from .pooling import POOLINGS
 from .rng import own_random_stream
 from .token_cache import TokenCache
@@ -196,6 +196,9 @@ class MoEDocClassifier(CachedForward, nn.Module):
             return self._forward_cached(enc, token_keys, doc_index, n_docs, bow_ids, bow_offsets, bow_weights,
                                         know_ids, know_offsets, label_bias, bow_knowledge,
                                         know_dense=know_dense, expert_bias=expert_bias)
+        if "hash_ids_of" in enc:  # lazy ids, but this forward reads every token's
+            enc = {**{k: v for k, v in enc.items() if k != "hash_ids_of"},
+                   "hash_ids": hash_ids_at(enc, None, doc_index.device)}
         x = self.encoder(**enc)
         n_tokens = x.shape[0]
         keep_doc: Optional[Tensor] = None
