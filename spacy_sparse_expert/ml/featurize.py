@@ -425,5 +425,5 @@ def bow_doc_freq(docs: Sequence[Doc], rows: int, *, ngram_size: int = 2) -> np.n
     return np.bincount(ids, minlength=rows).astype(np.float32)
 
 
-__all__ = ["HashFeaturizer", "LazyHashIds", "bow_doc_freq", "PieceFeaturizer", "bow_features", "doc_key", "featurize_batch",
-           "knowledge_features", "window_owners", "window_starts"]
+__all__ = ["HashFeaturizer", "LazyHashIds", "bow_doc_freq", "PieceFeaturizer", "bow_features", "doc_key",
+           "featurize_batch", "knowledge_features", "window_owners", "window_starts"]
