@@ -9,8 +9,10 @@ these once per distinct token and gathers them for every occurrence: the work pe
 becomes a lookup, as in a bag-of-words model, while the scores stay those of the full
 forward (to float rounding).
 
-Tokens are keyed by a 64-bit digest of their hashed ids (``featurize.token_digests``);
-two different tokens share an entry only on a 64-bit collision. The cache has a fixed
+Tokens are keyed by a 64-bit digest of the attribute keys their hashed ids are made from
+(``featurize.token_digests``), so a token found in the cache is never hashed (the
+inputs carry ``featurize.LazyHashIds``); two different tokens share an entry only on a
+64-bit collision. The cache has a fixed
 number of slots (see :class:`TokenCache`) and is dropped whenever a parameter of the
 model changes (torch's version counters: an optimizer step, ``load_state_dict``,
 pruning or any in-place edit).
