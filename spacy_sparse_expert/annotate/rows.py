@@ -117,27 +117,23 @@ class ShardColumns:
     def errors(self) -> List[RowError]:
         return [(row, id_, error) for row, id_, error in zip(self.row, self.id, self.error) if error is not None]
 
-    def _entity_columns(self) -> List[Any]:
-        """The entities as one column per field of _ENTITY_FIELDS: IRI and label as
-        pyarrow string arrays (each distinct hash looked up once: a shard repeats IRIs and
-        labels), the offsets as int32 numpy arrays, the texts as a list."""
-        import pyarrow as pa
-
+    def _entities(self) -> Tuple[List[str], np.ndarray, List[np.ndarray]]:
+        """(names, which name each entity's IRI and label is (E, 2), its start, end,
+        start_char and end_char as int32 columns): each distinct hash is looked up once (a
+        shard repeats IRIs and labels). Numpy only: a JSONL shard needs no pyarrow."""
         ints = np.array(self.entity_ints, dtype=np.uint64).reshape(-1, _SPAN_INTS)
         hashes, where = np.unique(ints[:, :2], return_inverse=True)
-        names = pa.array([self._strings[int(key)] for key in hashes.tolist()], pa.string())
-        where = where.reshape(-1, 2).astype(np.int32)
-        iris, labels = names.take(where[:, 0]), names.take(where[:, 1])
-        start, end, start_char, end_char = (ints[:, i].astype(np.int32) for i in range(2, _SPAN_INTS))
-        return [iris, start, end, start_char, end_char, labels, self.entity_texts]
+        names = [self._strings[key] for key in hashes.tolist()]
+        return names, where.reshape(-1, 2), [ints[:, i].astype(np.int32) for i in range(2, _SPAN_INTS)]
 
     def _hit_columns(self) -> List[List[Any]]:
         return [list(column) for column in zip(*self.hits)] if self.hits else [[] for _ in _HIT_FIELDS]
 
     def rows(self) -> List[Row]:
         """The rows as dicts (the form of `read_output` and of a JSONL shard's lines)."""
-        entities = list(zip(*(column if isinstance(column, list) else column.tolist()
-                              for column in self._entity_columns())))
+        names, where, offsets = self._entities()
+        iris, labels = ([names[i] for i in column] for column in where.T.tolist())
+        entities = list(zip(iris, *(column.tolist() for column in offsets), labels, self.entity_texts))
         out = []
         for i, (row, id_, error) in enumerate(zip(self.row, self.id, self.error)):
             c0, c1 = self.cat_offsets[i], self.cat_offsets[i + 1]
@@ -158,6 +154,9 @@ class ShardColumns:
         import pyarrow as pa
 
         schema = output_schema()
+        names, where, offsets = self._entities()
+        name_array = pa.array(names, pa.string())
+        entities = [name_array.take(where[:, 0]), *offsets, name_array.take(where[:, 1]), self.entity_texts]
         failed = pa.array([error is not None for error in self.error], pa.bool_())
         cats = pa.MapArray.from_arrays(pa.array(self.cat_offsets, pa.int32()), pa.array(self.cat_labels, pa.string()),
                                        pa.array(self.cat_scores, pa.float64()), type=schema.field("cats").type,
@@ -166,7 +165,7 @@ class ShardColumns:
             pa.array(self.row, pa.int64()),
             pa.array(self.id, pa.string()),
             cats,
-            _list_of_structs(self.entity_offsets, self._entity_columns(), schema.field("entities").type),
+            _list_of_structs(self.entity_offsets, entities, schema.field("entities").type),
             _list_of_structs(self.hit_offsets, self._hit_columns(), schema.field("rule_hits").type),
             pa.array(self.error, pa.string()),
         ], schema=schema)

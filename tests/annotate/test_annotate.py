@@ -320,6 +320,22 @@ def test_columns_give_the_bytes_of_the_row_wise_build(model_dir: Path) -> None:
     assert columns.encode("jsonl") == b"".join(json.dumps(r, ensure_ascii=False).encode("utf8") + b"\n" for r in rows)
 
 
+def test_a_jsonl_shard_needs_no_pyarrow(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSONL in and out works without pyarrow (see reader.parquet_module): a shard's rows
+    and JSONL bytes, linked entities included, are made without importing it."""
+    nlp = spacy.load(model_dir)
+    records = [make_record(i, f"doc-{i}", r["text"], text_field="text", id_field="id") for i, r in enumerate(corpus(6))]
+    columns = ShardColumns()
+    for record, doc in zip(records, nlp.pipe([r.text for r in records])):
+        columns.add_doc(record, doc)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` now raises ImportError
+    rows = [row_wise(record, doc) for record, doc in zip(records, nlp.pipe([r.text for r in records]))]
+    assert any(r["entities"] for r in rows)
+    assert columns.encode("jsonl") == b"".join(json.dumps(r, ensure_ascii=False).encode("utf8") + b"\n" for r in rows)
+    with pytest.raises(ImportError):
+        columns.encode("parquet")
+
+
 def test_ray_workers_run_at_the_drivers_priority(ray_address: str) -> None:
     """Ray's default starts workers 15 nice levels down: on a shared machine the actors,
     which do all of the work, would wait behind every other process."""
