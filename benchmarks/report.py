@@ -204,8 +204,31 @@ def speed(data: dict) -> str:
     return "\n".join(rows)
 
 
+def moe_inference(data: dict) -> str:
+    rows = ["| shape | d_model | d_ff | E | k | tokens | naive ms | autograd op ms | ours ms | ours / naive | ours / autograd op |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in data["runs"]:
+        ms = {name: impl["ms_best"] for name, impl in run["impls"].items()}
+
+        def speedup(other: str) -> str:
+            ratio = run[f"ours_over_{other}"]
+            return f"{ratio['best']:.2f}x ({ratio['median_of_rounds']:.2f}x)"
+
+        rows.append(f"| {run['what']} | {run['d_model']} | {run['d_ff']} | {run['experts']} | {run['k']} "
+                    f"| {run['tokens']:,} | {ms['naive']:.1f} | {ms['autograd_op']:.1f} | {ms['ours']:.1f} "
+                    f"| {speedup('naive')} | {speedup('autograd_op')} |")
+    worst = max(max(run[f"ours_over_{o}"]["max_abs_difference"] for o in ("naive", "autograd_op")) for run in data["runs"])
+    m = data["machine"]
+    rows += ["", f"Best of {data['runs'][0]['rounds']} interleaved rounds, in brackets the median of the rounds' "
+                 f"paired ratios; {data['threads']} torch thread(s), forward only under `torch.inference_mode()`; "
+                 f"largest difference between the outputs {worst:.1e}. Made by `{data['command']}` on "
+                 f"{data['date'][:10]}: {m['cpus']} cores, torch {m['torch']}, 1-minute load average "
+                 f"{m['load_average_1m'][0]:.1f}-{m['load_average_1m'][1]:.1f}."]
+    return "\n".join(rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {"kb_import": kb_import, "moe_layer": moe_layer, "bbc": bbc, "distill": distill,
-                                            "speed": speed}
+                                            "speed": speed, "moe_inference": moe_inference}
 
 
 def versus_baselines(data: dict, pairs: tuple[tuple[str, str], ...]) -> list[str]:

@@ -26,6 +26,9 @@ group sizes on the host, then one of three backends runs the experts:
   scale and scatter-add per expert while its rows are in cache, gradients written
   straight into (E, ...) buffers. On CPU this beats the padded bmm, which does
   padded work, and plain autograd over ``w[e]`` slices, which copies gradients.
+  Dropless, the groups are found one expert at a time (no sort, no padded layout),
+  and without autograd (inference) the experts run in cache-sized steps of rows and
+  keep nothing for a backward pass (``experts._sorted_experts_inference``).
 
 ``naive_moe_forward`` is the Mixtral-style reference on the same weights.
 """
@@ -156,6 +159,22 @@ def _build_layout(
         dropped_flat[order] = dropped_sorted
         dropped = dropped_flat.view(k, n_tokens).t()
     return _Layout(rows, row_expert, valid, row_weight, kept, ends, dropped)
+
+
+def _expert_groups(indices: Tensor, weights: Tensor, n_experts: int,
+                   token_mask: Optional[Tensor] = None) -> tuple[Tensor, Tensor, list[int]]:
+    """The rows, row weights and group sizes of :func:`_build_layout` without a
+    capacity (the same rows in the same order: by expert, then slot, then token), for
+    the CPU loop, which reads the sizes on the host anyway: one pass per expert
+    instead of a stable sort of all N*k assignments (about half the time at E=4)."""
+    n_tokens = indices.shape[0]
+    flat_expert = indices.t().reshape(-1)  # slot-major, as in _build_layout
+    if token_mask is not None:
+        flat_expert = torch.where(token_mask.repeat(indices.shape[1]), flat_expert, n_experts)
+    groups = [torch.nonzero(flat_expert == e).squeeze(1) for e in range(n_experts)]
+    order = torch.cat(groups) if groups else flat_expert[:0]
+    rows = order.remainder(n_tokens) if n_tokens else order
+    return rows, weights.t().reshape(-1)[order], [int(g.shape[0]) for g in groups]
 
 
 def _count(values: Tensor, n: int) -> Tensor:
@@ -322,6 +341,12 @@ def dispatch_experts(
             indices, weights, n_experts, capacity, align=_GROUP_ALIGN, n_rows=n_rows, token_mask=token_mask
         )
     elif backend == "loop":
+        if capacity is None:  # dropless: the groups alone, without the padded layout
+            rows, row_weight, sizes = _expert_groups(indices, weights, n_experts, token_mask)
+            dropped = torch.zeros(n_tokens, k, dtype=torch.bool, device=x.device)
+            if n_tokens == 0:
+                return x[:0].clone(), dropped
+            return experts.forward_sorted(x, rows, row_weight, sizes), dropped
         layout = _build_layout(indices, weights, n_experts, capacity, token_mask=token_mask)
     else:
         raise ValueError(f"dispatch must be one of {DISPATCH_BACKENDS}, got {backend!r}")

@@ -12,6 +12,8 @@ from spacy_sparse_expert.ml.torch import (
     dispatch_experts,
     naive_moe_forward,
 )
+from spacy_sparse_expert.ml.torch import experts as experts_module
+from spacy_sparse_expert.ml.torch.moe import _build_layout, _expert_groups
 
 D_MODEL, D_FF, N_KNOW = 16, 32, 6
 
@@ -306,3 +308,44 @@ def test_idle_experts_get_zero_gradients(backend: str) -> None:
         grad = getattr(moe.experts, name).grad
         assert torch.isfinite(grad).all()
         assert grad[[0, 2, 3]].abs().sum() == 0 and grad[1].abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_expert_groups_equal_the_dropless_layout(with_mask: bool) -> None:
+    """The CPU loop's groups (one pass per expert) are _build_layout's rows, in its
+    order (expert, then slot, then token), with its weights and sizes; an idle expert
+    has an empty group."""
+    moe = make_moe(5, 2)
+    x, kn, bias = inputs(n=40, n_experts=5)
+    bias[:, 3] = -1e4  # expert 3 idle
+    routing = moe.route(x, kn, bias)
+    mask = (torch.rand(40, generator=torch.Generator().manual_seed(5)) > 0.3) if with_mask else None
+    rows, weights, sizes = _expert_groups(routing.indices, routing.weights, 5, mask)
+    layout = _build_layout(routing.indices, routing.weights, 5, None, token_mask=mask)
+    assert sizes == layout.counts.tolist() and sizes[3] == 0
+    assert torch.equal(rows, layout.rows) and torch.equal(weights, layout.weight)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "swiglu"])
+def test_inference_loop_equals_the_autograd_loop(activation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without autograd the experts run a cache-sized step at a time and keep nothing
+    for a backward pass; each step's rows meet the same operations, so the output is
+    the autograd op's. Steps of 64 rows here, so that groups of ~100 rows take two."""
+    monkeypatch.setattr(experts_module, "_STEP_FLOATS", 1)
+    moe = make_moe(5, 2, activation=activation)
+    x, kn, bias = inputs(n=250, n_experts=5)
+    bias[:, 3] = -1e4  # an idle expert
+    trained = moe(x, kn, bias)  # parameters need gradients: the autograd op
+    assert trained.output.requires_grad
+    calls = []
+    monkeypatch.setattr(experts_module._SortedExpertsFn, "apply", lambda *a: calls.append(a))
+    with torch.inference_mode():
+        inferred = moe(x, kn, bias)
+    with torch.no_grad():
+        no_grad = moe(x, kn, bias)
+    assert not calls  # neither called the autograd op
+    sizes = _expert_groups(trained.expert_indices, trained.expert_weights, 5)[2]
+    assert max(sizes) > 64  # some group took more than one step
+    torch.testing.assert_close(inferred.output, trained.output.detach(), rtol=1e-6, atol=1e-6)
+    assert torch.equal(inferred.output, no_grad.output)
+    torch.testing.assert_close(inferred.output, naive_moe_forward(moe, x, kn, bias).detach())

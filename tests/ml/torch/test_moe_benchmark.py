@@ -42,3 +42,17 @@ def test_merge_keeps_the_other_device(bench: ModuleType, tmp_path: Path) -> None
     assert gpu_run in data["runs"] and {"device": "cpu", "impl": "old"} not in data["runs"]
     assert data["peak_tflops"] == {"cuda": {"bfloat16": 700.0}, "cpu": {"float32": 0.1}}
     assert json.loads(out.read_text()) == data
+
+
+def test_inference_benchmark_times_three_equal_implementations(repo_root: Path) -> None:
+    spec = importlib.util.spec_from_file_location("moe_inference_bench", repo_root / "benchmarks" / "moe_inference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.bench_shape(16, 24, 4, 2, 300, rounds=3)
+    assert set(run["impls"]) == {"naive", "autograd_op", "ours"}
+    for impl in run["impls"].values():
+        assert len(impl["seconds"]) == 3 and impl["ms_best"] > 0
+    for other in ("naive", "autograd_op"):
+        assert run[f"ours_over_{other}"]["best"] > 0
+        assert run[f"ours_over_{other}"]["max_abs_difference"] < 1e-5
