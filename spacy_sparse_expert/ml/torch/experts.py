@@ -225,7 +225,7 @@ def _hidden_bwd(
 
 # rows per step of the inference loop, as a number of floats per (rows, width) tensor:
 # 2**18 fp32 = 1 MiB, so that a step's gathered rows, hidden states and outputs are
-# still in cache for the next op (on BBC-sized batches, 2.5x faster than whole groups)
+# still in cache for the next op (benchmarks/moe_inference.py)
 _STEP_FLOATS = 1 << 18
 
 

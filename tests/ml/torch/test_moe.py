@@ -349,3 +349,13 @@ def test_inference_loop_equals_the_autograd_loop(activation: str, monkeypatch: p
     torch.testing.assert_close(inferred.output, trained.output.detach(), rtol=1e-6, atol=1e-6)
     assert torch.equal(inferred.output, no_grad.output)
     torch.testing.assert_close(inferred.output, naive_moe_forward(moe, x, kn, bias).detach())
+
+
+def test_router_probabilities_are_the_softmax_of_its_logits() -> None:
+    """The router's softmax runs across rows on CPU (a faster kernel for E this small);
+    it must still be the softmax over each token's experts."""
+    moe = make_moe(4, 2)
+    x, kn, bias = inputs(n=300)
+    routing = moe.route(x, kn, bias)
+    torch.testing.assert_close(routing.probs, torch.softmax(routing.logits, dim=-1), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(routing.probs.sum(-1), torch.ones(300))
