@@ -110,11 +110,11 @@ class TopKRouter(nn.Module):
         router_bias: Optional[Tensor] = None,
     ) -> RouterOutput:
         logits = self.compute_logits(x, knowledge, router_bias)
-        # on CPU, over dim 0 of the (E, N) view: the same softmax, but torch's CPU kernel
-        # for a short last dim is ~8x slower than the one across rows (E = 4, N = 30k:
-        # 2.7 ms against 0.35 ms); the probabilities agree to ~3e-8
-        across_rows = logits.dim() == 2 and logits.device.type == "cpu"
-        probs = torch.softmax(logits.t(), dim=0).t() if across_rows else torch.softmax(logits, dim=-1)
+        # over the last dim, though torch's CPU kernel across rows (dim 0 of the (E, N)
+        # view) is ~8x faster at E = 4: that one splits rows between threads from a few
+        # hundred tokens on and gives other bits with other thread counts, and a Ray
+        # actor (one thread) must write the bytes the local engine writes
+        probs = torch.softmax(logits, dim=-1)
         top_probs, indices = torch.topk(probs, self.k, dim=-1)
         # renormalise in fp32; clamp guards the (underflow-only) all-zero case
         weights = top_probs / top_probs.sum(dim=-1, keepdim=True).clamp_min(1e-20)
