@@ -95,14 +95,19 @@ class StackedNFA:
         len_l: List[np.ndarray] = []
         for k in range(self.max_steps):
             inside = left > k  # token start + k is in the start's doc
-            at = np.minimum(pos + k, width - 1)
+            # each test's value at token start + k: at the first step, before any start
+            # is dropped, that is `passes` itself (no gather, every start inside its doc)
+            first = k == 0 and pos.shape[0] == width
+            tests = passes if first else passes[:, np.minimum(pos + k, width - 1)]
             nxt = np.zeros_like(state)
             if len(self.adv_src):
-                nxt[self.adv_src + 1] = state[self.adv_src] & passes[self.adv_spec[:, None], at] & inside
+                nxt[self.adv_src + 1] = state[self.adv_src] & tests[self.adv_spec]
             if len(self.not_src):
-                nxt[self.not_src + 1] = state[self.not_src] & ~passes[self.not_spec[:, None], at] & inside
+                nxt[self.not_src + 1] = state[self.not_src] & ~tests[self.not_spec]
             if len(self.star_src):
-                nxt[self.star_src] |= state[self.star_src] & passes[self.star_spec[:, None], at] & inside
+                nxt[self.star_src] |= state[self.star_src] & tests[self.star_spec]
+            if not first:
+                nxt &= inside
             self._close(nxt)
             pattern, col = np.nonzero(nxt[self.finals])
             if len(col):
