@@ -123,26 +123,12 @@ class Experts(nn.Module):
         gate_w = self.w_gate if self.w_gate is not None else self.w_in
         gate_b = self.b_gate if self.b_gate is not None else self.b_in
         dtype = x.dtype
-        if not (torch.is_grad_enabled() and (x.requires_grad or row_weight.requires_grad
-                                             or any(p.requires_grad for p in self.parameters()))):
-            return _sorted_experts_inference(
-                x, row_weight.to(dtype), self.w_in.to(dtype), self.b_in.to(dtype),
-                gate_w.to(dtype) if self.w_gate is not None else None,
-                gate_b.to(dtype) if self.b_gate is not None else None,
-                self.w_out.to(dtype), self.b_out.to(dtype), rows, sizes, self.activation)
-        return _SortedExpertsFn.apply(
-            x,
-            row_weight.to(dtype),
-            self.w_in.to(dtype),
-            self.b_in.to(dtype),
-            gate_w.to(dtype),
-            gate_b.to(dtype),
-            self.w_out.to(dtype),
-            self.b_out.to(dtype),
-            rows,
-            sizes,
-            self.activation,
-        )
+        args = (x, row_weight.to(dtype), self.w_in.to(dtype), self.b_in.to(dtype), gate_w.to(dtype),
+                gate_b.to(dtype), self.w_out.to(dtype), self.b_out.to(dtype), rows, sizes, self.activation)
+        if torch.is_grad_enabled() and (x.requires_grad or row_weight.requires_grad
+                                        or any(p.requires_grad for p in self.parameters())):
+            return _SortedExpertsFn.apply(*args)
+        return _sorted_experts_inference(*args)
 
     def forward_padded(self, x: Tensor) -> Tensor:
         """All experts at once on a padded buffer: (E, C, d_model) -> (E, C, d_model)."""
@@ -229,27 +215,32 @@ def _hidden_bwd(
 _STEP_FLOATS = 1 << 18
 
 
+def _expert_chain(e: int, xe: Tensor, w_in: Tensor, b_in: Tensor, w_gate: Tensor, b_gate: Tensor, w_out: Tensor,
+                  b_out: Tensor, activation: str) -> tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
+    """Expert e on its gathered rows xe: (up, gate (swiglu only), hidden, output)."""
+    up = torch.addmm(b_in[e], xe, w_in[e])
+    gate = torch.addmm(b_gate[e], xe, w_gate[e]) if activation == "swiglu" else None
+    hidden = _hidden_fwd(activation, up, gate)
+    return up, gate, hidden, torch.addmm(b_out[e], hidden, w_out[e])
+
+
 def _sorted_experts_inference(
-    x: Tensor, row_weight: Tensor, w_in: Tensor, b_in: Tensor, w_gate: Optional[Tensor],
-    b_gate: Optional[Tensor], w_out: Tensor, b_out: Tensor, rows: Tensor, sizes: list[int],
-    activation: str,
+    x: Tensor, row_weight: Tensor, w_in: Tensor, b_in: Tensor, w_gate: Tensor, b_gate: Tensor, w_out: Tensor,
+    b_out: Tensor, rows: Tensor, sizes: list[int], activation: str,
 ) -> Tensor:
-    """What :class:`_SortedExpertsFn` computes, without autograd: nothing is kept for
-    a backward pass, and each expert's rows go through the chain (gather, GEMM,
-    activation, GEMM, scale, scatter-add) a cache-sized step at a time, since that
-    chain is bound by memory, not arithmetic, at the widths this package uses. Each
-    row meets the same operations as in the autograd op, so the output is the same."""
+    """What :class:`_SortedExpertsFn` computes (same arguments), without autograd:
+    nothing is kept for a backward pass, and each expert's rows go through the chain
+    (gather, GEMM, activation, GEMM, scale, scatter-add) a cache-sized step at a time,
+    since that chain is bound by memory, not arithmetic, at the widths this package
+    uses. Each row meets the same operations as in the autograd op, so the output is
+    the same."""
     out = x.new_zeros(x.shape[0], w_out.shape[2])
     step = max(64, _STEP_FLOATS // max(w_in.shape[1], w_in.shape[2]))
     for e, a, b in _spans(sizes):
         for s in range(a, b, step):
-            t = min(s + step, b)
-            idx = rows[s:t]
-            xe = x.index_select(0, idx)
-            up = torch.addmm(b_in[e], xe, w_in[e])
-            gate = torch.addmm(b_gate[e], xe, w_gate[e]) if w_gate is not None and b_gate is not None else None
-            y = torch.addmm(b_out[e], _hidden_fwd(activation, up, gate), w_out[e])
-            out.index_add_(0, idx, y.mul_(row_weight[s:t, None]))
+            idx = rows[s:min(s + step, b)]
+            y = _expert_chain(e, x.index_select(0, idx), w_in, b_in, w_gate, b_gate, w_out, b_out, activation)[3]
+            out.index_add_(0, idx, y.mul_(row_weight[s:s + idx.shape[0], None]))
     return out
 
 
@@ -266,10 +257,7 @@ class _SortedExpertsFn(torch.autograd.Function):
         ups, gates, hiddens, ys = [], [], [], []
         for e, a, b in spans:
             xe = x.index_select(0, rows[a:b])
-            up = torch.addmm(b_in[e], xe, w_in[e])
-            gate = torch.addmm(b_gate[e], xe, w_gate[e]) if swiglu else None
-            hidden = _hidden_fwd(activation, up, gate)
-            y = torch.addmm(b_out[e], hidden, w_out[e])
+            up, gate, hidden, y = _expert_chain(e, xe, w_in, b_in, w_gate, b_gate, w_out, b_out, activation)
             out.index_add_(0, rows[a:b], y * row_weight[a:b, None])
             ups.append(up)
             gates.append(gate)
