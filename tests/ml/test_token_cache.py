@@ -14,7 +14,7 @@ import torch
 from spacy.training import Example
 
 from spacy_sparse_expert.ml.architectures import torch_module
-from spacy_sparse_expert.ml.featurize import HashFeaturizer, LazyHashIds, token_digests
+from spacy_sparse_expert.ml.featurize import HashFeaturizer, LazyHashIds, knowledge_digests, token_digests
 from spacy_sparse_expert.ml.inputs import build_inputs, to_torch
 from spacy_sparse_expert.ml.torch.classifier import MoEDocClassifier
 from spacy_sparse_expert.ml.torch.encoder import HashEncoder
@@ -164,12 +164,19 @@ def _some_knowledge(inputs: Dict[str, Any]) -> Dict[str, Any]:
             "expert_bias": expert_bias}
 
 
+def _with_knowledge_keys(inputs: Dict[str, Any]) -> Dict[str, Any]:
+    """`inputs` with the keys of the tokens' states with their knowledge, as
+    ``featurize_batch`` makes them for a model that predicts from its cache."""
+    arrays = {k: inputs[k].numpy() for k in ("token_keys", "know_ids", "know_offsets", "know_dense", "expert_bias")}
+    return {**inputs, "knowledge_keys": torch.from_numpy(knowledge_digests(**arrays))}
+
+
 @pytest.mark.parametrize("gate", [False, True])
 @torch.no_grad()
 def test_tokens_with_knowledge_are_computed_with_it(gate: bool) -> None:
-    """A context-free model with knowledge inputs on some tokens: the others come from
-    the cache, the informed ones are computed with their knowledge, and the outputs are
-    those of the full forward."""
+    """A context-free model with knowledge inputs on some tokens: each distinct token,
+    and each distinct token with its knowledge, is computed once (with its knowledge)
+    and gathered for every occurrence, and the outputs are those of the full forward."""
     torch.manual_seed(0)
     clf = MoEDocClassifier(HashEncoder(FEATURIZER.n_rows, 16, depth=0), width=16, n_labels=N_LABELS,
                            n_experts=N_EXPERTS, k=2, d_ff=16, bow_rows=64, n_moe_layers=2, n_knowledge_ids=10,
@@ -180,17 +187,62 @@ def test_tokens_with_knowledge_are_computed_with_it(gate: bool) -> None:
         p.normal_()
     if gate:
         clf.expert_bias_scale.fill_(0.7)
-    inputs = _some_knowledge(_inputs(TEXTS))
-    assert clf.uses_token_cache(inputs["know_ids"], inputs["know_dense"], inputs["expert_bias"])
-    full = clf(**{k: v for k, v in inputs.items() if k != "token_keys"})
-    plain = clf(**{k: v for k, v in _inputs(TEXTS).items() if k != "token_keys"})
+    once = _some_knowledge(_inputs(TEXTS))
+    # the same docs twice, with the same knowledge on the same tokens
+    inputs = _inputs(TEXTS * 2)
+    n = len(once["doc_index"])
+    inputs["know_offsets"] = torch.cat([once["know_offsets"], once["know_offsets"] + len(once["know_ids"])])
+    for name in ("know_ids", "know_dense", "expert_bias"):
+        inputs[name] = torch.cat([once[name], once[name]])
+    inputs = _with_knowledge_keys(inputs)
+    keys, plain_keys = inputs["knowledge_keys"], inputs["token_keys"]
+    informed = keys != plain_keys
+    assert 0 < int(informed.sum()) < 2 * n  # some tokens have knowledge, some not
+    assert torch.equal(keys[:n], keys[n:])
+    assert clf.uses_token_cache(inputs["know_ids"], inputs["know_dense"], inputs["expert_bias"], keys)
+    full = clf(**{k: v for k, v in inputs.items() if k not in ("token_keys", "knowledge_keys")})
+    plain = clf(**{k: v for k, v in _inputs(TEXTS * 2).items() if k != "token_keys"})
     assert not torch.allclose(full.logits, plain.logits, atol=1e-3)  # the knowledge changes the scores
-    for _ in range(2):  # filling the cache, then from it
-        _same(clf(**inputs), full)
-    assert len(clf.token_cache) > 0 and clf.token_cache.hits > 0
-    # with knowledge switched off (the dev-set check) every token comes from the cache
+    _same(clf(**inputs), full)  # filling the cache
+    assert clf.token_cache.misses == len(set(keys.tolist())) <= n  # the second copy all found
+    _same(clf(**inputs), full)  # all from the cache now
+    assert clf.token_cache.misses == len(set(keys.tolist()))
+    # tokens with knowledge and without the keys of their states: no cache at all
+    clf.token_cache.clear()
+    bare = {k: v for k, v in inputs.items() if k != "knowledge_keys"}
+    assert not clf.uses_token_cache(bare["know_ids"], bare["know_dense"], bare["expert_bias"])
+    _same(clf(**bare), full)
+    assert len(clf.token_cache) == 0
+    # with knowledge switched off (the dev-set check) every token is cached under its
+    # token key alone, with no knowledge
     clf.knowledge_on = False
-    _same(clf(**inputs), clf(**{k: v for k, v in inputs.items() if k != "token_keys"}))
+    _same(clf(**inputs), clf(**{k: v for k, v in inputs.items() if k not in ("token_keys", "knowledge_keys")}))
+    assert len(clf.token_cache) == len(set(plain_keys.tolist()))
+
+
+def test_knowledge_digests_follow_every_knowledge_input() -> None:
+    """A token keeps its token key without knowledge inputs; any change of its bag (an
+    id, the ids' order, one more id), its dense row or its expert bias gives another key,
+    and a token's key depends on its own row only (not on its place in the batch)."""
+    tokens = np.array([11, 12, 11, 11, 11, 11, 11, 11], dtype=np.int64)
+    bags = [[], [3], [3], [3, 4], [4, 3], [3, 3], [], []]
+    dense = np.zeros((8, 2), np.float32)
+    dense[6, 1] = 0.5
+    bias = np.zeros((8, 3), np.float32)
+    bias[7, 0] = 1.0
+
+    def digests(order: list[int]) -> np.ndarray:
+        sizes = np.array([len(bags[i]) for i in order], dtype=np.int64)
+        ids = np.array([x for i in order for x in bags[i]], dtype=np.int64)
+        return knowledge_digests(tokens[order], ids, np.cumsum(sizes) - sizes, dense[order], bias[order])
+
+    keys = digests(list(range(8)))
+    assert keys[0] == 11 and keys.dtype == np.int64
+    assert len(set(keys[1:].tolist()) | {11}) == 8  # every other row its own key
+    order = [5, 7, 0, 3, 1, 6, 2, 4]
+    assert digests(order).tolist() == keys[order].tolist()
+    no_knowledge = knowledge_digests(tokens, np.zeros(0, np.int64), np.zeros(8, np.int64), dense * 0, bias * 0)
+    assert no_knowledge is tokens
 
 
 @torch.no_grad()

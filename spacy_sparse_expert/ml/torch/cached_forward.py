@@ -1,13 +1,13 @@
 """The classifier's inference from its token cache (`token_cache.py`): what
 `MoEDocClassifier` computes per token, computed once per distinct token and gathered for
 every occurrence, for a model whose token states depend on each token alone (a
-HashEncoder without window blocks, an MoE without capacity limits). Tokens with knowledge
-inputs are computed with them; the rest come from the cache. Kept apart from the
+HashEncoder without window blocks, an MoE without capacity limits). A token with knowledge
+inputs is cached under a digest of its ids and its knowledge. Kept apart from the
 classifier's training forward, which it must equal (tests/ml/test_token_cache.py).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -37,14 +37,20 @@ class CachedForward:
     encoder, moe, moe_norm, pool, output, knowledge_bag, expert_bias_scale and
     token_cache, and finishes with its `_doc_outputs`)."""
 
-    def uses_token_cache(self, know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor) -> bool:
+    def uses_token_cache(self, know_ids: Tensor, know_dense: Tensor, expert_bias: Tensor,
+                         knowledge_keys: Optional[Tensor] = None) -> bool:
         """Whether this forward can take each token's state from the token cache: in
         inference, with an encoder that sees each token alone (a HashEncoder without
         window blocks) and an MoE without capacity limits (whose drops depend on the
-        batch). A token's state then depends on its own ids and its own knowledge only:
-        tokens without knowledge inputs (most of them) come from the cache, and those
-        with some (inside a linked span or a rule match) are computed with it."""
-        return not self.training and self.caches_tokens()
+        batch). A token's state then depends on its own ids and its own knowledge only.
+        Tokens with knowledge inputs (inside a linked span or a rule match) are cached
+        under a digest of both (``knowledge_keys``); a forward whose tokens carry
+        knowledge without those keys reads no cache."""
+        if self.training or not self.caches_tokens():
+            return False
+        if knowledge_keys is not None or not self.knowledge_on:
+            return True
+        return not (bool(know_ids.numel()) or bool(know_dense.any()) or bool(expert_bias.any()))
 
     def caches_tokens(self) -> bool:
         """Whether this model's inference takes token states from its token cache (see
@@ -85,36 +91,42 @@ class CachedForward:
             rows["x"] = x
         return rows
 
+    def _token_knowledge(self, positions: Tensor, know_ids: Tensor, know_offsets: Tensor, know_dense: Tensor,
+                         expert_bias: Tensor) -> Tuple[Tensor, Tensor]:
+        """The knowledge vectors and expert bias (already scaled) of the tokens at
+        ``positions``: their knowledge bags alone, with their ids in the same order."""
+        bag_sizes = torch.diff(know_offsets, append=know_offsets.new_full((1,), know_ids.shape[0]))
+        sizes = bag_sizes.index_select(0, positions)
+        bag_starts = torch.cumsum(sizes, 0) - sizes
+        ids = know_ids[torch.repeat_interleave(know_offsets.index_select(0, positions) - bag_starts, sizes)
+                       + torch.arange(int(sizes.sum()), device=sizes.device)]
+        knowledge = torch.cat([self.knowledge_bag(ids, bag_starts),
+                               know_dense.index_select(0, positions).to(self.knowledge_bag.weight.dtype)], dim=1)
+        return knowledge, expert_bias.index_select(0, positions)
+
     def _forward_cached(self, enc: Dict[str, Any], token_keys: Tensor, doc_index: Tensor, n_docs: int,
                         bow_ids: Tensor, bow_offsets: Tensor, bow_weights: Tensor, know_ids: Tensor,
                         know_offsets: Tensor, label_bias: Tensor,
                         bow_knowledge: Optional[Tensor] = None, know_dense: Optional[Tensor] = None,
-                        expert_bias: Optional[Tensor] = None) -> ClassifierOutput:
-        rows = self.token_cache.gather(token_keys, [p for p in self.parameters()],
-                                       lambda positions: self._token_rows(enc, positions))
+                        expert_bias: Optional[Tensor] = None,
+                        knowledge_keys: Optional[Tensor] = None) -> ClassifierOutput:
         keep_doc = None if self.knowledge_on else label_bias.new_zeros(n_docs)
+        compute: Callable[[Tensor], Rows] = lambda positions: self._token_rows(enc, positions)
+        keys = token_keys
         if keep_doc is not None:
             label_bias = torch.zeros_like(label_bias)
-        elif know_dense is not None and expert_bias is not None:
-            # the tokens with knowledge inputs: computed with them (never cached)
-            n = token_keys.shape[0]
-            bag_sizes = torch.diff(know_offsets, append=know_offsets.new_full((1,), know_ids.shape[0]))
-            informed = torch.nonzero((bag_sizes > 0) | know_dense.ne(0).any(1) | expert_bias.ne(0).any(1))
-            if n and informed.numel():
-                positions = informed.squeeze(1)
-                if self.expert_bias_scale is not None:
-                    expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
-                # the knowledge bags of these tokens only (their ids in the same order)
-                sizes = bag_sizes.index_select(0, positions)
-                bag_starts = torch.cumsum(sizes, 0) - sizes
-                ids = know_ids[torch.repeat_interleave(know_offsets.index_select(0, positions) - bag_starts, sizes)
-                               + torch.arange(int(sizes.sum()), device=sizes.device)]
-                knowledge = torch.cat([self.knowledge_bag(ids, bag_starts),
-                                       know_dense.index_select(0, positions).to(self.knowledge_bag.weight.dtype)],
-                                      dim=1)
-                fresh = self._token_rows(enc, positions, knowledge, expert_bias.index_select(0, positions))
-                rows = {name: value.index_copy(0, positions, fresh[name].to(value.dtype))
-                        for name, value in rows.items()}
+        elif knowledge_keys is not None and know_dense is not None and expert_bias is not None:
+            # every token computed with its knowledge: for a token without any, zero
+            # knowledge and no expert bias add exactly nothing to the router's logits (the
+            # knowledge projection has no bias), so its state is the one cached under its
+            # token key; a token with knowledge is cached under the digest of both
+            if self.expert_bias_scale is not None:
+                expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
+            scaled = expert_bias
+            keys = knowledge_keys
+            compute = lambda positions: self._token_rows(enc, positions, *self._token_knowledge(
+                positions, know_ids, know_offsets, know_dense, scaled))
+        rows = self.token_cache.gather(keys, [p for p in self.parameters()], compute)
         router_logits = tuple(rows[f"router_logits_{i}"] for i in range(len(self.moe)))
         aux = label_bias.new_zeros(2, dtype=torch.float32)  # the auxiliary losses are for training
         if "x" in rows:

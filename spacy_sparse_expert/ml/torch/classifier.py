@@ -184,6 +184,7 @@ class MoEDocClassifier(CachedForward, nn.Module):
         label_bias: Tensor,
         token_keys: Optional[Tensor] = None,
         bow_knowledge: Optional[Tensor] = None,
+        knowledge_keys: Optional[Tensor] = None,
     ) -> ClassifierOutput:
         """enc: encoder inputs; doc_index: (N,); bow_ids, bow_weights: (M,) with
         bow_offsets (B,); know_ids: (K,) with know_offsets (N,) (one bag per token);
@@ -191,11 +192,15 @@ class MoEDocClassifier(CachedForward, nn.Module):
         (N,) int64 digests of each token's encoder inputs, which let a context-free
         model predict from its token cache (see :meth:`uses_token_cache`); bow_knowledge:
         (M,) bool, the n-gram bag's entries that are the KB's words (its linked entities'
-        descriptions), dropped with the rest of a document's knowledge."""
-        if token_keys is not None and self.uses_token_cache(know_ids, know_dense, expert_bias):
+        descriptions), dropped with the rest of a document's knowledge; knowledge_keys:
+        (N,) int64 digests of each token's encoder inputs and knowledge inputs
+        (``featurize.knowledge_digests``), under which the token cache keeps the states
+        of tokens with knowledge."""
+        if token_keys is not None and self.uses_token_cache(know_ids, know_dense, expert_bias, knowledge_keys):
             return self._forward_cached(enc, token_keys, doc_index, n_docs, bow_ids, bow_offsets, bow_weights,
                                         know_ids, know_offsets, label_bias, bow_knowledge,
-                                        know_dense=know_dense, expert_bias=expert_bias)
+                                        know_dense=know_dense, expert_bias=expert_bias,
+                                        knowledge_keys=knowledge_keys)
         if "hash_ids_of" in enc:  # lazy ids, but this forward reads every token's
             enc = {**{k: v for k, v in enc.items() if k != "hash_ids_of"},
                    "hash_ids": hash_ids_at(enc, None, doc_index.device)}
