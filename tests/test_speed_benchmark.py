@@ -82,7 +82,7 @@ def _speeds(speed, seconds: dict[str, list[float]], words: int = 1000) -> dict:
 def test_ratios_of_one_run(speed) -> None:
     base = speed.BASELINE
     speeds = _speeds(speed, {base: [1.0, 2.0, 1.5], "sparse_expert_knowledge": [4.0, 6.0, 9.0],
-                             "student": [1.0, 1.0, 3.0]})
+                             "student": [1.0, 1.0, 3.0], "student_knowledge": [2.0, 2.0, 2.0]})
     out = speed.ratios(speeds)
     k = out[f"sparse_expert_knowledge/{base}"]
     assert k["best"] == pytest.approx(1.0 / 4.0)  # best passes: 1.0 s against 4.0 s
@@ -90,6 +90,8 @@ def test_ratios_of_one_run(speed) -> None:
     # rounds: 1/4, 2/6, 1.5/9 -> median 1/4
     assert k["median_of_rounds"] == pytest.approx(0.25)
     assert out[f"student/{base}"]["median_of_rounds"] == pytest.approx(1.0)
+    # the student that keeps its knowledge has its own ratio: rounds 1/2, 2/2, 1.5/2
+    assert out[f"student_knowledge/{base}"]["median_of_rounds"] == pytest.approx(0.75)
     # pairs with a system that was not timed are left out, not invented
     assert not any("no_knowledge" in key for key in out)
     with pytest.raises(ValueError, match="not one run"):
