@@ -73,6 +73,34 @@ def test_hash_encoder_equals_the_conv_encoder_on_bbc_docs(bbc_texts: List[str]) 
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_the_last_window_block_leaves_its_gaps_unmasked(bbc_texts: List[str], depth: int) -> None:
+    """The gap rows after the last block are never read, so that block skips zeroing
+    them: the token rows, and every gradient, are exactly those of masking after every
+    block."""
+    nlp = spacy.blank("en")
+    docs = [nlp.make_doc(t) for t in ["", *bbc_texts[:6], "One.", ""]]
+    inputs = to_torch(HashFeaturizer(["NORM", "SHAPE"], [300, 50], window=1)(docs), torch.device("cpu"))
+    torch.manual_seed(0)
+    enc = HashEncoder(350, 16, window=1, depth=depth, d_hidden=32, dropout=0.0)
+
+    def masked_every_block() -> torch.Tensor:
+        x = enc.embed_norm(enc.embed(inputs["hash_ids"]))
+        packed = x.new_zeros(inputs["n_packed"], 16).index_copy(0, inputs["packed_pos"], x)
+        keep = x.new_zeros(inputs["n_packed"], 1).index_fill(0, inputs["packed_pos"], 1.0)
+        for block in enc.blocks:
+            packed = block(packed, keep)
+        return packed.index_select(0, inputs["packed_pos"])
+
+    g = torch.randn(int(inputs["packed_pos"].shape[0]), 16, generator=torch.Generator().manual_seed(1))
+    got, want = enc(**inputs), masked_every_block()
+    assert torch.equal(got, want)
+    grads_got = torch.autograd.grad((got * g).sum(), list(enc.parameters()))
+    grads_want = torch.autograd.grad((want * g).sum(), list(enc.parameters()))
+    for a, b in zip(grads_got, grads_want):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_classifier_shim_predicts_what_thincs_shim_predicts(kb_dir, bbc_texts: List[str]) -> None:
     """Same cats as thinc's PyTorchShim.predict (which toggles eval()/train() around the
     forward), and the module's training flags end as thinc leaves them. With dropout, a

@@ -59,12 +59,14 @@ class WindowBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
-        """x: (P, width); keep: (P, 1) 1.0 on token rows, 0.0 on the gaps."""
+    def forward(self, x: Tensor, keep: Optional[Tensor]) -> Tensor:
+        """x: (P, width); keep: (P, 1) 1.0 on token rows, 0.0 on the gaps, or None after
+        the last block (whose gap rows nothing reads)."""
         h = depthwise_window(x, self.depthwise.weight, self.depthwise.bias)
         h = self.down(F.gelu(self.up(h)))
+        out = self.norm(x + self.dropout(h))
         # the gaps must stay zero, or the next block would leak across documents
-        return self.norm(x + self.dropout(h)) * keep
+        return out if keep is None else out * keep
 
 
 class HashEncoder(nn.Module):
@@ -99,10 +101,11 @@ class HashEncoder(nn.Module):
         x = self.dropout(self.embed_norm(self.embed(hash_ids)))
         if not len(self.blocks) or x.shape[0] == 0:
             return x
-        packed = x.new_zeros(n_packed, self.width).index_copy(0, packed_pos, x)
-        keep = x.new_zeros(n_packed, 1).index_fill(0, packed_pos, 1.0)
-        for block in self.blocks:
-            packed = block(packed, keep)
+        packed = x.new_zeros(n_packed, self.width).index_copy_(0, packed_pos, x)
+        keep = x.new_zeros(n_packed, 1).index_fill_(0, packed_pos, 1.0)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            packed = block(packed, None if i == last else keep)
         return packed.index_select(0, packed_pos)
 
 
