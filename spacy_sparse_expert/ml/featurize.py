@@ -432,8 +432,9 @@ def featurize_batch(
     ``words_weight``: the weight of the KB's words in each doc's bag of n-grams (the
     model setting ``knowledge_words``; 0: none). ``lazy_hash_ids``: for a model that
     predicts from its token cache: a HashFeaturizer's ids as a :class:`LazyHashIds`
-    (``enc["hash_ids_of"]``), and the cache's keys of the tokens' states with their
-    knowledge (``knowledge_keys``, see :func:`knowledge_digests`)."""
+    (``enc["hash_ids_of"]``), and, where some token has knowledge inputs, the cache's
+    keys of the tokens' states with their knowledge (``knowledge_keys``, see
+    :func:`knowledge_digests`)."""
     lengths = doc_lengths(docs)
     norms: Optional[np.ndarray] = None
     inputs: Dict[str, object] = {"doc_index": doc_index(lengths), "n_docs": len(docs)}
@@ -456,8 +457,10 @@ def featurize_batch(
                                words_weight=words_weight))
     inputs.update(knowledge_features(knowledge, lengths, n_dense=n_dense, n_experts=n_experts, n_labels=n_labels))
     if lazy_hash_ids and "token_keys" in inputs:
-        inputs["knowledge_keys"] = knowledge_digests(inputs["token_keys"], inputs["know_ids"], inputs["know_offsets"],
-                                                     inputs["know_dense"], inputs["expert_bias"])
+        keys = knowledge_digests(inputs["token_keys"], inputs["know_ids"], inputs["know_offsets"],
+                                 inputs["know_dense"], inputs["expert_bias"])
+        if keys is not inputs["token_keys"]:  # only where some token has knowledge: the
+            inputs["knowledge_keys"] = keys  # forward then computes its misses with it
     return inputs
 
 

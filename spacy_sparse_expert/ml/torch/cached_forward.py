@@ -120,9 +120,8 @@ class CachedForward:
             # knowledge and no expert bias add exactly nothing to the router's logits (the
             # knowledge projection has no bias), so its state is the one cached under its
             # token key; a token with knowledge is cached under the digest of both
-            if self.expert_bias_scale is not None:
-                expert_bias = expert_bias * self.expert_bias_scale.to(expert_bias.dtype)
-            scaled = expert_bias
+            scaled = expert_bias if self.expert_bias_scale is None else (
+                expert_bias * self.expert_bias_scale.to(expert_bias.dtype))
             keys = knowledge_keys
             compute = lambda positions: self._token_rows(enc, positions, *self._token_knowledge(
                 positions, know_ids, know_offsets, know_dense, scaled))
