@@ -3,9 +3,10 @@ found with a few numpy calls per batch instead of a matcher walked token by toke
 
 - `ensure_alias_index`: the KB's alias index (`kb/alias_index.py`) for this tokenizer,
   read from the KB folder, or built once (tokenizing every alias) and saved there.
-- `AliasPatterns`: the aliases a linker matches, as a table of first-token hashes (which
-  positions may start an alias, and of which lengths) and a sorted table of polynomial
-  hashes of the whole token sequences. A doc's windows are hashed from prefix sums, looked
+- `AliasPatterns`: the aliases a linker matches, as tables of first-token hashes (which
+  positions may start an alias), of first-two-token hashes (which lengths a window
+  starting there may have) and a sorted table of polynomial hashes of the whole token
+  sequences. A doc's windows are hashed from prefix sums, looked
   up by `np.searchsorted`, and every hit is checked token by token, so the result is
   exactly the set of (start, end, alias) a PhraseMatcher on LOWER finds.
 - `longest_first`: spacy.util.filter_spans's choice (longest first, then earliest) over
@@ -146,6 +147,32 @@ class AliasPatterns:
         # 1 MiB table rejects them far faster than a binary search over every key would.
         self._maybe = np.zeros(1 << _FILTER_BITS, dtype=bool)
         self._maybe[self.keys >> np.uint64(64 - _FILTER_BITS)] = True
+        self._pairs_table()
+
+    def _pairs_table(self) -> None:
+        """The lengths of the patterns of two or more tokens, by the hash of their first two
+        tokens (the window hash of length 2). About half the tokens of English text start
+        some alias ("the", "new", "world"), with four lengths each on average; a window of
+        two or more tokens is hashed only where its first two tokens begin a pattern."""
+        # the patterns of one token, by the row of that token in first_tokens
+        self._single = np.zeros(self.first_tokens.shape[0], dtype=bool)
+        if self.distinct_lengths.shape[0] and self.distinct_lengths[0] == 1:
+            self._single = self.first_len[:, 0].copy()
+        longer = np.flatnonzero(self.lengths >= 2)
+        at = self.indptr[:-1][longer]
+        pair = self.tokens[at] + self.tokens[at + 1] * np.uint64(self._base)  # wraps mod 2**64
+        length = self.lengths[longer]
+        order = np.lexsort((length, pair))
+        pair, length = pair[order], length[order]
+        new = np.ones(pair.shape[0], dtype=bool)
+        new[1:] = (pair[1:] != pair[:-1]) | (length[1:] != length[:-1])
+        pair, length = pair[new], length[new]
+        first = np.ones(pair.shape[0], dtype=bool)
+        first[1:] = pair[1:] != pair[:-1]
+        self._pair_index = SortedHashes(pair[first])
+        # the distinct lengths of the pair at row i: pair_lengths[pair_indptr[i]:pair_indptr[i + 1]], ascending
+        self._pair_indptr = np.append(np.flatnonzero(first), pair.shape[0]).astype(np.int64)
+        self._pair_lengths = length.astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
@@ -182,7 +209,7 @@ class AliasPatterns:
         lowers (np.ndarray): uint64 (n,) LOWER hashes of a batch of docs, one after another.
         doc_end (np.ndarray): int64 (n,) the end of the doc holding each position.
         first_row (Optional[np.ndarray]): `first_rows(lowers)`, if the caller has it.
-        RETURNS: int64 arrays starts, ends, pattern ids.
+        RETURNS: int64 arrays starts, ends, pattern ids, by start, then end.
         """
         empty = np.zeros(0, dtype=np.int64)
         n = lowers.shape[0]
@@ -192,13 +219,20 @@ class AliasPatterns:
         starts = np.flatnonzero(first_row >= 0)
         if not starts.size:
             return empty, empty, empty
-        which, j = np.nonzero(self.first_len[first_row[starts]])
-        s, length = starts[which], self.distinct_lengths[j]
-        inside = s + length <= doc_end[s]
-        s, length = s[inside], length[inside]
         self._grow(n + 1)
         prefix = np.zeros(n + 1, dtype=np.uint64)
         np.cumsum(lowers * self._pow[:n], out=prefix[1:])
+        # candidate windows: one token where a pattern is that token; two or more where
+        # the first two tokens begin a pattern of that length (and it ends inside the doc)
+        one = starts[self._single[first_row[starts]]]
+        two = starts[starts + 2 <= doc_end[starts]]
+        row = self._pair_index.find((prefix[two + 2] - prefix[two]) * self._inv[two])
+        two, row = two[row >= 0], row[row >= 0]
+        r, t = _ragged(self._pair_indptr[row + 1] - self._pair_indptr[row])
+        s = np.concatenate([one, two[r]])
+        length = np.concatenate([np.ones(one.shape[0], dtype=np.int64), self._pair_lengths[self._pair_indptr[row][r] + t]])
+        inside = s + length <= doc_end[s]
+        s, length = s[inside], length[inside]
         keys = (prefix[s + length] - prefix[s]) * self._inv[s]  # = sum_t lowers[s + t] * base**t
         maybe = self._maybe[keys >> np.uint64(64 - _FILTER_BITS)]
         s, length, keys = s[maybe], length[maybe], keys[maybe]
@@ -213,6 +247,8 @@ class AliasPatterns:
             same = lowers[s[r] + t] == self.tokens[self.indptr[pat][r] + t]
             ok = np.logical_and.reduceat(same, np.cumsum(length) - length)
             s, length, pat = s[ok], length[ok], pat[ok]
+        order = np.lexsort((length, s))  # by start, then length
+        s, length, pat = s[order], length[order], pat[order]
         return s, s + length, pat
 
 

@@ -216,6 +216,8 @@ def test_array_search_equals_a_plain_search() -> None:
             if s + len(seq) <= doc_end[s] and np.array_equal(text[s : s + len(seq)], seq):
                 want.add((s, s + len(seq), row))
     assert got == want and len(want) > 50
+    pairs = list(zip(starts.tolist(), ends.tolist()))
+    assert pairs == sorted(pairs)  # by start, then end
 
 
 def test_longest_first_equals_filter_spans_order() -> None:
