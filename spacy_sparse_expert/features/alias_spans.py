@@ -123,12 +123,11 @@ class AliasPatterns:
         r, t = _ragged(self.lengths)
         self.tokens = a["seq_tokens"][a["seq_indptr"][sids][r] + t]
         self._max_len = int(self.lengths.max()) if len(sids) else 0
-        # positions that may start a pattern, and with which of the distinct lengths
-        self.distinct_lengths = np.unique(self.lengths)
+        # the tokens that may start a pattern; which of them are a pattern of one token
         first = self.tokens[self.indptr[:-1]]
         self.first_tokens, first_of = np.unique(first, return_inverse=True)
-        self.first_len = np.zeros((self.first_tokens.shape[0], self.distinct_lengths.shape[0]), dtype=bool)
-        self.first_len[first_of, np.searchsorted(self.distinct_lengths, self.lengths)] = True
+        self._single = np.zeros(self.first_tokens.shape[0], dtype=bool)
+        self._single[first_of[self.lengths == 1]] = True
         self._pow = self._inv = np.ones(1, dtype=np.uint64)
         for base in _MULTIPLIERS:
             self._base = base
@@ -151,13 +150,10 @@ class AliasPatterns:
 
     def _pairs_table(self) -> None:
         """The lengths of the patterns of two or more tokens, by the hash of their first two
-        tokens (the window hash of length 2). About half the tokens of English text start
-        some alias ("the", "new", "world"), with four lengths each on average; a window of
-        two or more tokens is hashed only where its first two tokens begin a pattern."""
-        # the patterns of one token, by the row of that token in first_tokens
-        self._single = np.zeros(self.first_tokens.shape[0], dtype=bool)
-        if self.distinct_lengths.shape[0] and self.distinct_lengths[0] == 1:
-            self._single = self.first_len[:, 0].copy()
+        tokens (the window hash of length 2). With the shipped KB about half the tokens of
+        the BBC test set start some alias ("the", "new", "world"), with four lengths each on
+        average; a window of two or more tokens is hashed only where its first two tokens
+        begin a pattern of that length."""
         longer = np.flatnonzero(self.lengths >= 2)
         at = self.indptr[:-1][longer]
         pair = self.tokens[at] + self.tokens[at + 1] * np.uint64(self._base)  # wraps mod 2**64
@@ -230,7 +226,8 @@ class AliasPatterns:
         two, row = two[row >= 0], row[row >= 0]
         r, t = _ragged(self._pair_indptr[row + 1] - self._pair_indptr[row])
         s = np.concatenate([one, two[r]])
-        length = np.concatenate([np.ones(one.shape[0], dtype=np.int64), self._pair_lengths[self._pair_indptr[row][r] + t]])
+        length = np.concatenate([np.ones(one.shape[0], dtype=np.int64),
+                                 self._pair_lengths[self._pair_indptr[row][r] + t]])
         inside = s + length <= doc_end[s]
         s, length = s[inside], length[inside]
         keys = (prefix[s + length] - prefix[s]) * self._inv[s]  # = sum_t lowers[s + t] * base**t
