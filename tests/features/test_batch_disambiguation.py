@@ -85,6 +85,33 @@ def test_array_choice_equals_the_reference_loops_under_other_settings(linkers, b
         assert dropped > 20, dropped
 
 
+def test_context_counts_by_binary_search_give_the_same_links(linkers, bbc_test: List[str], nlp,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose (doc, feature) table would be too large looks the context counts up
+    by binary search instead (the test above takes the table: 16 BBC documents of the
+    shipped KB are ~6k cells); both give the reference's links."""
+    import spacy_sparse_expert.features.disambiguation as disambiguation
+
+    fast, _ = linkers
+    config = LinkerConfig()
+    ref = ReferenceContextDisambiguator(fast.kb.entity_arrays, config)
+    docs = [nlp.make_doc(t) for t in bbc_test[:40]]
+    batches = [fast.mentions_batch(docs[i: i + 16]) for i in range(0, len(docs), 16)]
+    cells = [len(ms) * disambiguation.ContextDisambiguator(fast.kb.entity_arrays, config)._n_features
+             for ms in batches]
+    assert max(cells) <= disambiguation._MAX_TABLE_CELLS  # the default takes the table here
+    monkeypatch.setattr(disambiguation, "_MAX_TABLE_CELLS", 0)
+    choose = ContextDisambiguator(fast.kb.entity_arrays, config)
+    compared = 0
+    for mentions in batches:
+        for ms, got in zip(mentions, choose.choose(MentionArrays.of(mentions), len(mentions))):
+            want = ref(ms)
+            assert got.starts.tolist() == want.starts.tolist()
+            assert got.entities.tolist() == want.entities.tolist()
+            compared += len(want.entities)
+    assert compared > 500, compared
+
+
 def test_in_sorted_rows_and_row_sorting_against_python_sets() -> None:
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 40, size=200)
@@ -104,3 +131,29 @@ def test_in_sorted_rows_and_row_sorting_against_python_sets() -> None:
     assert got.any() and not got.all()
     assert not in_sorted_rows(np.zeros(3, dtype=np.int64), np.zeros(0, dtype=np.int64),
                               np.array([0, 1]), np.array([5, 6])).any()
+
+
+def test_signatures_keep_the_first_of_a_repeated_feature() -> None:
+    """An entity's signature: its nearest types, then its predicates (after the types),
+    each feature once, where it first appears, with its IDF weight; rows in order."""
+    from spacy_sparse_expert.kb.views import EntityArrays
+
+    def csr(rows: List[List[int]]) -> tuple:
+        indptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+        return indptr, np.asarray([v for r in rows for v in r], dtype=np.int64)
+
+    types_indptr, types = csr([[3, 1, 3], [2], []])  # entity 0 lists type 3 twice
+    preds_indptr, preds = csr([[0, 1], [], [1]])
+    nbr_indptr, nbrs = csr([[], [], []])
+    type_idf = np.array([0.5, 1.0, 1.5, 2.0], dtype=np.float32)
+    pred_idf = np.array([0.25, 0.75], dtype=np.float32)
+    arrays = EntityArrays(types_indptr, types, preds_indptr, preds, np.zeros((3, 0), np.float32), {}, {},
+                          type_idf, pred_idf, nbr_indptr, nbrs)
+    d = ContextDisambiguator(arrays, LinkerConfig())
+    rows, feats, weights = d._signatures(np.array([0, 1, 2, 0], dtype=np.int64))
+    assert rows.tolist() == [0, 0, 0, 0, 1, 2, 3, 3, 3, 3]
+    assert feats.tolist() == [3, 1, 4, 5, 2, 5, 3, 1, 4, 5]
+    assert weights.tolist() == [2.0, 1.0, 0.25, 0.75, 1.5, 0.75, 2.0, 1.0, 0.25, 0.75]
+    # without a repeat nothing is dropped
+    rows, feats, _ = d._signatures(np.array([1, 2], dtype=np.int64))
+    assert rows.tolist() == [0, 1] and feats.tolist() == [2, 5]
