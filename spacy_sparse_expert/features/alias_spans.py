@@ -134,7 +134,7 @@ class AliasPatterns:
             keys = self._sequence_keys()
             # distinct when no two neighbours of the sorted keys are equal (one sort: numpy
             # 2's hash-based np.unique took ~0.4 s of every load for 476k aliases)
-            order = np.argsort(keys, kind="stable")
+            order = np.argsort(keys)  # the keys are kept only when distinct: no ties to order
             if not np.any(keys[order][1:] == keys[order][:-1]):
                 break
         else:  # pragma: no cover - four independent 64-bit collisions

@@ -31,8 +31,10 @@ ENGINES = ("fast", "networkx")
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
-    """np.unique for a 1-d int array via one sort (numpy 2's hash-based unique is slower here)."""
-    values = np.sort(values, kind="stable")
+    """np.unique for a 1-d int array via one sort (numpy 2's hash-based unique is slower here).
+    The default sort: equal values need no order among themselves, and on int64 numpy 2's
+    default (a vectorised quicksort) runs ~10x as fast as its stable one."""
+    values = np.sort(values)
     if values.size:
         values = values[np.concatenate([[True], values[1:] != values[:-1]])]
     return values
