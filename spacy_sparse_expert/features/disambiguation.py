@@ -8,7 +8,8 @@ KB edge to a context entity); a very ambiguous alias without context support is 
 
 The whole batch is decided with array operations (`ContextDisambiguator.choose`): every
 (mention, candidate) pair of a doc with something to re-rank is scored at once, its
-signature entries looked up in the doc's context counts by binary search. The per-mention
+signature entries looked up in the batch's (doc, feature) context counts: one table, or a
+binary search per entry where a batch's table would be too large. The per-mention
 loops this replaced are kept as the reference in tests/features/reference_linker.py, and
 the two give the same links (tests/features/test_batch_disambiguation.py).
 """
