@@ -45,8 +45,24 @@ class LinkResult:
 
     @classmethod
     def empty(cls) -> "LinkResult":
-        z = np.zeros((0,), dtype=np.int64)
-        return cls(z, z.copy(), z.copy(), np.zeros((0,), dtype=np.float32), z.copy(), np.zeros((0,), dtype=bool))
+        # zero-length arrays hold nothing to change: every empty result shares them (a
+        # batch of headlines has hundreds of docs without a link)
+        return cls(_NO_INTS, _NO_INTS, _NO_INTS, _NO_FLOATS, _NO_INTS, _NO_BOOLS)
+
+
+_NO_INTS = np.zeros((0,), dtype=np.int64)
+_NO_FLOATS = np.zeros((0,), dtype=np.float32)
+_NO_BOOLS = np.zeros((0,), dtype=bool)
+
+
+class LinkResults(List[LinkResult]):
+    """`ContextDisambiguator.choose`'s answer: the LinkResult of each doc, and the same
+    links flat (`flat`: each link's doc, then LinkResult's six arrays), which
+    `BatchLinks.of` takes as they are instead of concatenating every doc's arrays back."""
+
+    def __init__(self, links: List[LinkResult], flat: Tuple[np.ndarray, ...]) -> None:
+        super().__init__(links)
+        self.flat = flat
 
 
 class MentionArrays(NamedTuple):
@@ -153,7 +169,7 @@ class ContextDisambiguator:
         for d in range(n_docs):
             a, b = bounds[d], bounds[d + 1]
             out.append(LinkResult(*(f[a:b] for f in fields)) if b > a else LinkResult.empty())
-        return out
+        return LinkResults(out, (docs, *fields))
 
     def _signatures(self, entities: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The signature entries of `entities` (one row each, in order): (row, feature,
@@ -281,4 +297,4 @@ def _context_counts(keys: np.ndarray, counts: np.ndarray, queries: np.ndarray, n
     return table[queries].astype(np.int64)
 
 
-__all__ = ["ContextDisambiguator", "LinkResult", "Mention", "MentionArrays"]
+__all__ = ["ContextDisambiguator", "LinkResult", "LinkResults", "Mention", "MentionArrays"]

@@ -107,6 +107,9 @@ class BatchLinks(NamedTuple):
 
     @classmethod
     def of(cls, links: Sequence[LinkResult]) -> "BatchLinks":
+        flat = getattr(links, "flat", None)  # a LinkResults: the linker's flat arrays
+        if flat is not None:
+            return cls(*flat)
         counts = np.fromiter((len(link.entities) for link in links), dtype=np.int64, count=len(links))
         if not counts.sum():
             e = LinkResult.empty()

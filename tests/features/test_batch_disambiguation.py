@@ -157,3 +157,25 @@ def test_signatures_keep_the_first_of_a_repeated_feature() -> None:
     # without a repeat nothing is dropped
     rows, feats, _ = d._signatures(np.array([1, 2], dtype=np.int64))
     assert rows.tolist() == [0, 1] and feats.tolist() == [2, 5]
+
+
+def test_flat_links_equal_the_docs_links_concatenated(linkers, bbc_test: List[str], nlp) -> None:
+    """The linker's batch answer carries its links flat; they are the per-doc results
+    concatenated, as BatchLinks.of builds them from a plain list (docs without a link
+    included, and a batch without any)."""
+    from spacy_sparse_expert.features.disambiguation import LinkResults
+    from spacy_sparse_expert.features.knowledge_arrays import BatchLinks
+
+    fast, _ = linkers
+    texts = [_first_sentence(t) for t in bbc_test[:60]] + bbc_test[:4] + ["", "nothing to link here"]
+    flat_batches = 0
+    for batch in ([nlp.make_doc(t) for t in texts], [nlp.make_doc("nothing to link here")]):
+        links = fast.pipe(batch)
+        assert len(links) == len(batch)
+        flat_batches += isinstance(links, LinkResults)
+        got, want = BatchLinks.of(links), BatchLinks.of(list(links))  # a plain list: concatenated
+        for name in BatchLinks._fields:
+            a, b = getattr(got, name), getattr(want, name)
+            assert a.dtype == b.dtype and a.tolist() == b.tolist(), name
+    assert flat_batches >= 1
+    assert len(BatchLinks.of(fast.pipe([nlp.make_doc(t) for t in texts])).entities) > 30
